@@ -1,0 +1,58 @@
+"""Tiny user-style environments, registered on import, for ``module:EnvId`` tests.
+
+``WmrlTestGrid-v0`` has an RGB image observation and Discrete actions (what wmrl supports);
+``WmrlTestDictObs-v0`` has a Dict observation (what it does not).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class GridEnv(gym.Env):
+    """Walk on a 6x6 grid from a random cell to the bottom-right corner; reward 1 on arrival."""
+
+    SIZE = 6
+    MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+
+    def __init__(self):
+        self.observation_space = spaces.Box(0, 255, shape=(self.SIZE, self.SIZE, 3), dtype=np.uint8)
+        self.action_space = spaces.Discrete(4)
+        self._pos = np.zeros(2, dtype=np.int64)
+
+    def _obs(self) -> np.ndarray:
+        img = np.zeros((self.SIZE, self.SIZE, 3), dtype=np.uint8)
+        img[-1, -1, 1] = 255  # goal in green
+        img[self._pos[0], self._pos[1], 0] = 255  # agent in red
+        return img
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._pos = self.np_random.integers(0, self.SIZE - 1, size=2)
+        return self._obs(), {}
+
+    def step(self, action):
+        self._pos = np.clip(self._pos + self.MOVES[action], 0, self.SIZE - 1)
+        at_goal = bool((self._pos == self.SIZE - 1).all())
+        return self._obs(), float(at_goal), at_goal, False, {}
+
+
+class DictObsEnv(gym.Env):
+    def __init__(self):
+        self.observation_space = spaces.Dict({"pos": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)})
+        self.action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return {"pos": np.zeros(2, dtype=np.float32)}, {}
+
+    def step(self, action):
+        return {"pos": np.zeros(2, dtype=np.float32)}, 0.0, True, False, {}
+
+
+# Guarded so importing this module twice (e.g. as `fake_envs` and `tests.fake_envs`) does not warn.
+for _id, _cls in [("WmrlTestGrid-v0", GridEnv), ("WmrlTestDictObs-v0", DictObsEnv)]:
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=_cls, max_episode_steps=50)

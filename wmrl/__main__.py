@@ -1,0 +1,5 @@
+import sys
+
+from wmrl.cli import main
+
+sys.exit(main())

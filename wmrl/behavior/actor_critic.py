@@ -1,0 +1,98 @@
+"""Actor-critic trained in imagination, as STORM uses it (DreamerV3 2023 recipe).
+
+Actor: categorical policy on the world model's features, REINFORCE with the advantage
+(R_t - V(s_t)) / max(1, S), S the percentile return scale, plus an entropy bonus.
+Critic: two-hot symlog regression of the lambda-returns, regularised towards a slow (EMA) copy
+of itself. Returns bootstrap from the slow critic. Every loss term on s_t is weighted by the
+probability w_t that s_t is reached (continuation after predicted terminations).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from wmrl.behavior.returns import ReturnNormalizer, continuation_weights, lambda_returns
+from wmrl.nets.mlp import MLP
+from wmrl.nets.optim import OptimConfig, make_optimizer, optimizer_step
+from wmrl.nets.twohot import TwoHot
+from wmrl.worldmodels.protocol import Rollout
+
+
+@dataclass
+class ActorCriticConfig:
+    hidden: int = 512
+    layers: int = 2
+    gamma: float = 0.985
+    lam: float = 0.95
+    entropy: float = 3e-4
+    slow_decay: float = 0.98
+    """EMA decay of the slow critic per update."""
+    slow_reg: float = 1.0
+    """Weight of the critic's regulariser towards the slow critic."""
+    return_norm_decay: float = 0.99
+    unimix: float = 0.01
+    """Uniform mixture in the policy, so every action keeps some probability."""
+    value_bins: int = 255
+    horizon: int = 16
+    imag_batch: int = 1024
+    """Imagination start states per update."""
+    imag_context: int = 8
+    """Real steps observed before each imagination."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-5, clip=100.0))
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, cfg: ActorCriticConfig, feat_dim: int, num_actions: int):
+        super().__init__()
+        self.cfg, self.num_actions = cfg, num_actions
+        self.actor = MLP(feat_dim, num_actions, cfg.hidden, cfg.layers)
+        self.critic = MLP(feat_dim, cfg.value_bins, cfg.hidden, cfg.layers, zero_init=True)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.twohot = TwoHot(cfg.value_bins)
+        self.normalizer = ReturnNormalizer(cfg.return_norm_decay)
+        self.opt = make_optimizer(nn.ModuleList([self.actor, self.critic]), cfg.optim)
+
+    def policy(self, feat: torch.Tensor) -> torch.distributions.Categorical:
+        probs = self.actor(feat).float().softmax(-1)
+        probs = (1 - self.cfg.unimix) * probs + self.cfg.unimix / self.num_actions
+        return torch.distributions.Categorical(probs=probs)
+
+    @torch.no_grad()
+    def act(self, feat: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+        """(B, F) -> (B,) actions: the mode if greedy, else a sample."""
+        dist = self.policy(feat)
+        return dist.probs.argmax(-1) if greedy else dist.sample()
+
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """One actor and critic step on an imagined rollout (computed without gradients)."""
+        feat, action = rollout.feat.detach(), rollout.action
+        reward, cont = rollout.reward.float(), rollout.cont.float()
+        with torch.no_grad():
+            slow_logits = self.slow_critic(feat)  # (B, H+1, bins)
+            slow_value = self.twohot.decode(slow_logits)
+            returns = lambda_returns(reward, cont, slow_value, self.cfg.gamma, self.cfg.lam)  # (B, H)
+            weight = continuation_weights(cont)  # (B, H)
+            scale = self.normalizer.update(returns)
+            advantage = (returns - slow_value[:, :-1]) / scale
+        dist = self.policy(feat[:, :-1])
+        entropy = dist.entropy()  # (B, H)
+        actor_loss = -(weight * (dist.log_prob(action) * advantage + self.cfg.entropy * entropy)).mean()
+        logits = self.critic(feat[:, :-1])
+        critic_loss = (weight * (self.twohot.loss(logits, returns)
+                                 + self.cfg.slow_reg * self.twohot.loss(logits, slow_value[:, :-1]))).mean()
+        params = nn.ModuleList([self.actor, self.critic])
+        grad_norm = optimizer_step(actor_loss + critic_loss, params, self.opt, self.cfg.optim)
+        self._update_slow()
+        return {"ac/actor_loss": actor_loss.item(), "ac/critic_loss": critic_loss.item(),
+                "ac/entropy": entropy.mean().item(), "ac/return": returns.mean().item(),
+                "ac/return_scale": float(scale), "ac/imag_reward": reward.mean().item(),
+                "ac/imag_cont": cont.mean().item(), "ac/grad_norm": grad_norm}
+
+    @torch.no_grad()
+    def _update_slow(self) -> None:
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.lerp_(fast, 1 - self.cfg.slow_decay)

@@ -1,0 +1,139 @@
+"""wmrl's command line: train, eval and dream. See `wmrl --help` and the README."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from wmrl.errors import WmrlError
+
+DESCRIPTION = """\
+Sample-efficient RL with learned world models.
+
+  wmrl train                      STORM on CartPole-v1 (preset `cartpole`): the main job
+  wmrl train --preset minatar --env MinAtar/Breakout-v1 --steps 100000 --seed 1
+  wmrl train --run-dir DIR --resume
+  wmrl eval RUN_DIR --episodes 10 [--sample]
+  wmrl dream RUN_DIR --horizon 16 --out dream.gif
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from wmrl.config import available_presets
+
+    p = argparse.ArgumentParser(prog="wmrl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train an agent (default: STORM on CartPole-v1)",
+                       description="Train a world model and a behaviour in it. Presets stack in the order "
+                                   f"given (available: {', '.join(available_presets())}; default cartpole); "
+                                   "--set KEY=VALUE overrides any config field, e.g. --set storm.transformer.layers=2. "
+                                   "The run directory gets config.yaml, metrics.jsonl, tb/, learning_curve.png, "
+                                   "checkpoints/ and replay/.")
+    t.add_argument("--preset", action="append", default=[], metavar="NAME", help="preset to stack (repeatable)")
+    t.add_argument("--env", help="Gymnasium id, MinAtar/<Game>-v1, ALE/<Game>-v5 or module:EnvId")
+    t.add_argument("--steps", type=int, help="environment steps to train for")
+    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--run-dir", type=Path, help="run directory (default runs/<env>-<model>-seed<S>-<time>)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default auto)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config field (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    e = sub.add_parser("eval", help="evaluate a trained run; prints one JSON object",
+                       description="Play --episodes full episodes on a fresh env (seeded apart from training) "
+                                   "and print {return_mean, return_std, returns}. Greedy unless --sample.")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--sample", action="store_true", help="sample actions instead of taking the most likely")
+    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    d = sub.add_parser("dream", help="show the model's open-loop imagination beside the real future",
+                       description="From a real context in the run's replay, imagine --horizon steps under the "
+                                   "real actions; write real | imagined side by side (GIF/MP4 for images, a PNG "
+                                   "plot per state dimension for vectors) and print the per-step prediction error.")
+    d.add_argument("run_dir", type=Path)
+    d.add_argument("--horizon", type=int, default=16)
+    d.add_argument("--out", type=Path, help="output file (default RUN_DIR/dream.gif or dream.png)")
+    d.add_argument("--seed", type=int, default=0, help="which replay context to pick")
+    d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    return p
+
+
+def _train(args) -> None:
+    from wmrl import config as config_mod
+    from wmrl.run import rundir
+    from wmrl.run.trainer import train
+
+    if args.resume:
+        if args.run_dir is None:
+            raise WmrlError("--resume needs the run to continue", "pass --run-dir DIR together with --resume")
+        if args.preset or args.overrides or args.env or args.seed is not None:
+            raise WmrlError("a resumed run keeps its saved config",
+                            "drop --preset/--set/--env/--seed; only --steps and --device may change on --resume")
+        cfg = rundir.open_existing(args.run_dir)
+        flags = {k: v for k, v in {"device": args.device}.items() if v is not None}
+        if args.steps is not None:
+            flags["train"] = {"steps": args.steps}
+        config_mod.apply(cfg, flags)
+        config_mod.validate(cfg)
+        config_mod.save(cfg, args.run_dir / "config.yaml")
+        run_dir = args.run_dir
+    else:
+        flags: dict = {}
+        if args.env:
+            flags["env"] = {"id": args.env}
+        if args.steps is not None:
+            flags["train"] = {"steps": args.steps}
+        for key in ("seed", "device"):
+            if getattr(args, key) is not None:
+                flags[key] = getattr(args, key)
+        cfg = config_mod.build(args.preset or ["cartpole"], flags, args.overrides)
+        run_dir = args.run_dir or rundir.default_run_dir(cfg)
+        rundir.check_new(run_dir)
+        # Build the env once before touching the disk, so a bad env id leaves no directory behind.
+        from wmrl.envs.factory import env_spec, make_env
+
+        env_spec(make_env(cfg.env, cfg.seed)).num_actions
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    result = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(result))
+
+
+def _eval(args) -> None:
+    from wmrl.run.inference import load_run
+    from wmrl.run.evaluate import evaluate
+    from wmrl.envs.factory import make_env
+    from wmrl.run.trainer import EVAL_SEED_OFFSET
+
+    if args.episodes < 1:
+        raise WmrlError(f"--episodes {args.episodes} must be >= 1", "pass e.g. --episodes 10")
+    cfg, agent, _ = load_run(args.run_dir, args.device)
+    env = make_env(cfg.env, cfg.seed + 2 * EVAL_SEED_OFFSET)
+    result = evaluate(agent, env, args.episodes, greedy=not args.sample)
+    print(json.dumps(result))
+
+
+def _dream(args) -> None:
+    from wmrl.run.dream import dream
+
+    if args.horizon < 1:
+        raise WmrlError(f"--horizon {args.horizon} must be >= 1", "pass e.g. --horizon 16")
+    print(json.dumps(dream(args.run_dir, args.horizon, args.out, args.seed, args.device)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"train": _train, "eval": _eval, "dream": _dream}[args.command](args)
+    except WmrlError as e:
+        print(f"wmrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wmrl: interrupted; resume with --resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The whole run's configuration: typed dataclasses from each module, stacked YAML presets and
+`--set key=value` overrides, validated once at start-up.
+
+Precedence (later wins): dataclass defaults < presets in the order given < command-line flags
+(--env, --steps, --seed, --device) < --set overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wmrl.behavior.actor_critic import ActorCriticConfig
+from wmrl.data.replay import ReplayConfig
+from wmrl.envs.factory import EnvConfig
+from wmrl.errors import WmrlError
+from wmrl.run.train_config import TrainConfig
+from wmrl.worldmodels.storm import StormConfig
+
+PRESET_DIR = Path(__file__).parent / "presets"
+WORLD_MODELS = ("storm",)
+BEHAVIORS = ("actor_critic",)
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "auto"
+    """auto (CUDA when available), cpu, or cuda."""
+    threads: int = 2
+    """torch intra-op threads; set it to the cores this run may use alone."""
+    precision: str = "auto"
+    """auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16."""
+    world_model: str = "storm"
+    behavior: str = "actor_critic"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    storm: StormConfig = field(default_factory=StormConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise WmrlError(f"unknown preset '{name}'", f"choose from: {', '.join(available_presets())}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except WmrlError as e:
+                errors.append(e)
+        raise errors[0]
+    ok = {bool: isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          str: isinstance(value, str)}
+    if hint in ok:
+        if not ok[hint]:
+            raise WmrlError(f"{key}={value!r} is not a valid {hint.__name__}",
+                            f"give {key} a {hint.__name__} value, e.g. --set {key}=<{hint.__name__}>")
+        return float(value) if hint is float else value
+    raise TypeError(f"unsupported config type {hint} for {key}")
+
+
+def apply(obj: Any, updates: dict, prefix: str = "") -> None:
+    """Merge a nested dict into a dataclass tree in place, checking keys and types."""
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in updates.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f"did you mean {', '.join(prefix + c for c in close)}?" if close else \
+                f"valid keys here: {', '.join(prefix + n for n in names)}"
+            raise WmrlError(f"unknown config key '{path}'", hint)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise WmrlError(f"config key '{path}' is a section, not a value",
+                                f"set one of its fields, e.g. --set {path}.<field>=VALUE")
+            apply(current, value, path + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], path))
+
+
+def parse_override(text: str) -> dict:
+    """'a.b.c=3' -> {'a': {'b': {'c': 3}}}; the value is read as YAML (numbers, true/false, null)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise WmrlError(f"override '{text}' is not of the form KEY=VALUE", "write e.g. --set train.steps=5000")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def build(presets: list[str], flags: dict, overrides: list[str]) -> Config:
+    cfg = Config()
+    for name in presets:
+        apply(cfg, load_preset(name))
+    apply(cfg, flags)
+    for text in overrides:
+        apply(cfg, parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    choices = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"),
+               "world_model": WORLD_MODELS, "behavior": BEHAVIORS}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise WmrlError(f"{key}={getattr(cfg, key)!r} is not supported", f"choose one of: {', '.join(allowed)}")
+    if cfg.threads < 1:
+        raise WmrlError(f"threads={cfg.threads} must be >= 1", "set --set threads=N with N the cores to use")
+    cfg.env.validate()
+    cfg.replay.validate()
+    cfg.train.validate()
+    _validate_models(cfg)
+
+
+def _positive(section: str, obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            raise WmrlError(f"{section}.{name}={value} must be positive", f"set --set {section}.{name}=<positive>")
+
+
+def _validate_models(cfg: Config) -> None:
+    s, t, ac = cfg.storm, cfg.storm.transformer, cfg.actor_critic
+    _positive("storm", s, "stoch", "classes", "head_hidden", "reward_bins")
+    _positive("storm.transformer", t, "layers", "width", "heads", "ffn")
+    if t.width % t.heads or (t.width // t.heads) % 2:
+        raise WmrlError(f"storm.transformer.width={t.width} does not split into {t.heads} heads of even size",
+                        "choose width divisible by 2 * heads, e.g. width=256 heads=4")
+    if t.context < 2:
+        raise WmrlError(f"storm.transformer.context={t.context} must be >= 2", "use e.g. 64 (STORM paper)")
+    if cfg.train.wm_seq > t.context:
+        raise WmrlError(f"train.wm_seq={cfg.train.wm_seq} is longer than storm.transformer.context={t.context}",
+                        "make the training sequences at most as long as the attention window")
+    _positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
+    if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
+        raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
+                        "use gamma=0.985 lam=0.95 (STORM)")
+    if cfg.train.warmup < ac.imag_context or cfg.train.warmup < cfg.train.wm_seq:
+        raise WmrlError(f"train.warmup={cfg.train.warmup} is shorter than a training sequence",
+                        f"set train.warmup >= max(train.wm_seq, actor_critic.imag_context)")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save(cfg: Config, path: Path) -> None:
+    from wmrl.run.files import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load(path: Path) -> Config:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise WmrlError(f"cannot read config {path}: {e}", "point at a run directory made by `wmrl train`") from e
+    cfg = Config()
+    apply(cfg, data or {})
+    validate(cfg)
+    return cfg

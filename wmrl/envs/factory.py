@@ -1,0 +1,245 @@
+"""Build any supported environment behind one call: ``make_env(cfg, seed)``.
+
+Every env leaving this module looks the same to the rest of wmrl:
+  * observations are float32 vectors ``(D,)`` or uint8 channel-first images ``(C, H, W)`` in [0, 255];
+  * actions are ``Discrete(n)`` starting at 0;
+  * ``info["episode"] = {"r", "l", "t"}`` appears on the step that ends an episode;
+  * the first ``reset()`` is seeded with ``seed`` and later resets are not (see ``SeedOnFirstReset``).
+
+Supported ids: any registered Gymnasium id, ``module:EnvId`` (Gymnasium syntax: importing ``module``
+registers ``EnvId``), ``MinAtar/<Game>-v0|v1`` and, when ale-py is installed, ``ALE/<Game>-v5``.
+Optional backends (minatar, ale_py) are imported only when their ids are asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
+
+from wmrl.envs.wrappers import ChannelFirstImage, Float32Vector, SeedOnFirstReset
+from wmrl.errors import WmrlError
+
+_KNOWN_ID_HINT = (
+    "use a registered Gymnasium id such as CartPole-v1, MinAtar/Breakout-v1, or module:EnvId for "
+    "your own env (importing the module must call gymnasium.register for EnvId)"
+)
+
+
+@dataclass
+class EnvConfig:
+    id: str = "CartPole-v1"
+    """Gymnasium id, ``module:EnvId`` for your own env, ``MinAtar/<Game>-v0|v1`` or ``ALE/<Game>-v5``."""
+    max_episode_steps: int = 0
+    """Truncate episodes after this many agent steps; 0 keeps the env's own limit."""
+    sticky_actions: float = 0.1
+    """Probability of repeating the previous action (MinAtar and ALE only). MinAtar's paper uses 0.1."""
+    frame_skip: int = 4
+    """ALE only: emulator frames per agent step (max-pooled over the last two)."""
+    image_size: int = 64
+    """ALE only: RGB frames are resized to image_size x image_size."""
+
+    def validate(self) -> None:
+        if not isinstance(self.id, str) or not self.id or self.id != self.id.strip():
+            raise WmrlError(f"env.id must be a non-empty id without spaces, got {self.id!r}", _KNOWN_ID_HINT)
+        if not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 0:
+            raise WmrlError(
+                f"env.max_episode_steps must be an integer >= 0, got {self.max_episode_steps!r}",
+                "set it to 0 to keep the env's own time limit, or to a positive step count",
+            )
+        if not isinstance(self.sticky_actions, (int, float)) or not 0.0 <= self.sticky_actions < 1.0:
+            raise WmrlError(
+                f"env.sticky_actions must be a probability in [0, 1), got {self.sticky_actions!r}",
+                "use 0.0 to disable sticky actions, 0.1 (MinAtar) or 0.25 (Machado et al. Atari protocol)",
+            )
+        if not isinstance(self.frame_skip, int) or self.frame_skip < 1:
+            raise WmrlError(
+                f"env.frame_skip must be an integer >= 1, got {self.frame_skip!r}",
+                "use 4, the standard Atari frame skip, or 1 for no skipping",
+            )
+        if not isinstance(self.image_size, int) or self.image_size < 1:
+            raise WmrlError(
+                f"env.image_size must be a positive integer, got {self.image_size!r}",
+                "use 64 (STORM, DreamerV3) or 84 (DQN)",
+            )
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    obs_shape: tuple[int, ...]  # (D,) for vectors, (C, H, W) for images
+    is_image: bool
+    num_actions: int
+
+
+def make_env(cfg: EnvConfig, seed: int) -> gym.Env:
+    """Build the env named by ``cfg.id``, converted to wmrl's observation/action conventions.
+
+    Args:
+        cfg: environment config; validated here.
+        seed: seeds the first ``reset()`` and the action space, so a run is reproducible.
+    Returns:
+        A Gymnasium env with float32 ``(D,)`` or uint8 ``(C, H, W)`` observations, Discrete actions,
+        and ``RecordEpisodeStatistics``. Raises WmrlError for ids or spaces wmrl cannot use.
+    """
+    cfg.validate()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise WmrlError(f"the env seed must be an integer, got {seed!r}", "pass an int such as 0")
+    env = _make_base(cfg)
+    try:
+        _check_action_space(env, cfg.id)
+        env = _adapt_observation(env, cfg.id)
+    except WmrlError:
+        env.close()
+        raise
+    env = RecordEpisodeStatistics(env)
+    # Outermost, so the first reset's seed reaches every wrapper and the base env.
+    return SeedOnFirstReset(env, int(seed))
+
+
+def env_spec(env: gym.Env) -> EnvSpec:
+    """Shapes the networks need, read from an env built by ``make_env``."""
+    obs, act = env.observation_space, env.action_space
+    is_vector = isinstance(obs, spaces.Box) and len(obs.shape) == 1 and obs.dtype == np.float32
+    is_image = isinstance(obs, spaces.Box) and len(obs.shape) == 3 and obs.dtype == np.uint8
+    if not (is_vector or is_image) or not isinstance(act, spaces.Discrete):
+        raise WmrlError(
+            f"env_spec got observation space {obs} and action space {act}, which are not wmrl's "
+            "float32 (D,) / uint8 (C, H, W) observations with Discrete actions",
+            "build the env with wmrl.envs.factory.make_env",
+        )
+    return EnvSpec(obs_shape=tuple(int(d) for d in obs.shape), is_image=is_image, num_actions=int(act.n))
+
+
+def _make_base(cfg: EnvConfig) -> gym.Env:
+    """The env before wmrl's conversions; backend-specific arguments are added here."""
+    module, name = cfg.id.split(":", 1) if ":" in cfg.id else ("", cfg.id)
+    if module:
+        _import_user_module(module, cfg.id)
+    if name.startswith("ALE/"):
+        return _make_ale(name, cfg)
+    kwargs: dict = {}
+    if name.startswith("MinAtar/"):
+        _register_minatar()
+        kwargs["sticky_action_prob"] = float(cfg.sticky_actions)
+    if cfg.max_episode_steps:
+        # gym.make replaces the registered limit instead of stacking a second TimeLimit on it.
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    if name.startswith("MinAtar/"):
+        # MinAtar's v0 (all 6 actions) and v1 (minimal action set) are variants, not versions, but
+        # Gymnasium calls v0 "out of date" because v1 exists; silence that misleading warning.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+            return _gym_make(name, cfg.id, **kwargs)
+    return _gym_make(name, cfg.id, **kwargs)
+
+
+def _make_ale(name: str, cfg: EnvConfig) -> gym.Env:
+    try:
+        import ale_py
+    except ImportError as e:
+        raise WmrlError(
+            f"environment '{cfg.id}' needs the Arcade Learning Environment, but ale_py is not installed",
+            "pip install ale-py (and opencv-python for frame resizing)",
+        ) from e
+    gym.register_envs(ale_py)
+    # Frame skipping happens in AtariPreprocessing (which max-pools the last two frames), so the
+    # emulator itself must not skip.
+    env = _gym_make(name, cfg.id, frameskip=1, repeat_action_probability=float(cfg.sticky_actions))
+    try:
+        env = gym.wrappers.AtariPreprocessing(
+            env,
+            noop_max=30,
+            frame_skip=cfg.frame_skip,
+            screen_size=cfg.image_size,
+            grayscale_obs=False,
+        )
+    except gym.error.DependencyNotInstalled as e:
+        env.close()
+        raise WmrlError(
+            "Atari preprocessing needs OpenCV to resize frames, but cv2 is not installed",
+            "pip install opencv-python",
+        ) from e
+    if cfg.max_episode_steps:
+        # Applied after frame skipping so the limit counts agent steps, not emulator frames.
+        env = TimeLimit(env, cfg.max_episode_steps)
+    return env
+
+
+def _register_minatar() -> None:
+    try:
+        import minatar.gym
+    except ImportError as e:
+        raise WmrlError("MinAtar ids need the minatar package, which is not installed", "pip install minatar") from e
+    # register_envs() warns about overriding if called twice, so only call it once per process.
+    if "MinAtar/Breakout-v1" not in gym.registry:
+        minatar.gym.register_envs()
+
+
+def _import_user_module(module: str, env_id: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if module == missing or module.startswith(missing + "."):
+            raise WmrlError(
+                f"cannot import module '{module}' named in environment id '{env_id}'",
+                f"check the spelling and that `python -c \"import {module}\"` works from your working "
+                "directory (e.g. tests/my_env.py is 'tests.my_env:MyEnv-v0')",
+            ) from e
+        raise WmrlError(
+            f"module '{module}' named in environment id '{env_id}' imports '{missing}', which is not installed",
+            f"pip install the package that provides '{missing}'",
+        ) from e
+
+
+def _gym_make(name: str, env_id: str, **kwargs) -> gym.Env:
+    try:
+        return gym.make(name, **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        raise WmrlError(f"environment '{env_id}' needs a package that is not installed: {e}", "pip install it") from e
+    except gym.error.DeprecatedEnv as e:
+        raise WmrlError(f"environment id '{env_id}' is deprecated: {e}", "use the version it suggests") from e
+    except gym.error.Error as e:
+        # Gymnasium reports unknown ids as UnregisteredEnv subclasses, or as a plain Error when a
+        # namespace exists but the name does not; anything else is not ours to reword.
+        if isinstance(e, gym.error.UnregisteredEnv) or str(e).startswith("No registered env"):
+            raise WmrlError(f"unknown environment id '{env_id}' ({e})", _KNOWN_ID_HINT) from e
+        raise
+
+
+def _check_action_space(env: gym.Env, env_id: str) -> None:
+    space = env.action_space
+    if not isinstance(space, spaces.Discrete):
+        raise WmrlError(
+            f"environment '{env_id}' has action space {space}, but wmrl supports discrete actions only",
+            "use an env with a Discrete action space (e.g. CartPole-v1, MinAtar/Breakout-v1), or register "
+            "your own env that discretizes the actions",
+        )
+    if int(space.start) != 0:
+        raise WmrlError(
+            f"environment '{env_id}' has action space {space} starting at {space.start}, but wmrl "
+            "policies output actions 0..n-1",
+            "wrap the env in a gymnasium.ActionWrapper that adds the offset, registered as your own env",
+        )
+
+
+def _adapt_observation(env: gym.Env, env_id: str) -> gym.Env:
+    space = env.observation_space
+    if isinstance(space, spaces.Box):
+        if len(space.shape) == 1:
+            # CartPole and most classic-control envs are float32 already: skip a no-op wrapper.
+            return env if space.dtype == np.float32 else Float32Vector(env)
+        if len(space.shape) == 3 and space.dtype == np.bool_:
+            return ChannelFirstImage(env, binary=True)  # MinAtar-style (H, W, C) occupancy channels
+        if len(space.shape) == 3 and space.dtype == np.uint8 and space.shape[2] in (1, 3):
+            return ChannelFirstImage(env)
+    raise WmrlError(
+        f"environment '{env_id}' has observation space {space}, which wmrl cannot encode",
+        "use a 1-D Box (vector), an (H, W, C) uint8 Box with C in {1, 3} (image), or a boolean (H, W, C) "
+        "Box (MinAtar); convert other observations in a gymnasium.ObservationWrapper registered as your own env",
+    )

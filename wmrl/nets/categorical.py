@@ -1,0 +1,46 @@
+"""Discrete latents: groups of categorical variables with unimix and straight-through gradients.
+
+STORM and DreamerV3 represent a latent as `stoch` categorical variables of `classes` classes each.
+The distribution mixes 1% uniform into the softmax ("unimix") so that no class gets probability 0,
+which keeps the KL terms finite; samples are one-hot with straight-through gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
+    """(..., stoch, classes) raw logits -> log-probabilities of (1-unimix)*softmax + unimix/classes."""
+    if unimix <= 0:
+        return F.log_softmax(logits.float(), -1)
+    probs = logits.float().softmax(-1)
+    probs = (1 - unimix) * probs + unimix / probs.shape[-1]
+    return probs.log()
+
+
+def sample_onehot(log_probs: torch.Tensor, straight_through: bool = True) -> torch.Tensor:
+    """(..., stoch, classes) log-probs -> one-hot sample with straight-through gradient to probs."""
+    probs = log_probs.exp()
+    flat = probs.reshape(-1, probs.shape[-1])
+    index = torch.multinomial(flat, 1).reshape(probs.shape[:-1])
+    onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    if straight_through:
+        onehot = onehot + probs - probs.detach()
+    return onehot
+
+
+def mode_onehot(log_probs: torch.Tensor) -> torch.Tensor:
+    """(..., stoch, classes) -> one-hot of the most likely class of each variable."""
+    return F.one_hot(log_probs.argmax(-1), log_probs.shape[-1]).to(log_probs.dtype)
+
+
+def categorical_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) for (..., stoch, classes) log-probs, summed over the latent variables -> (...,)."""
+    return (log_p.exp() * (log_p - log_q)).sum((-2, -1))
+
+
+def categorical_entropy(log_p: torch.Tensor) -> torch.Tensor:
+    """Entropy summed over the latent variables: (..., stoch, classes) -> (...,)."""
+    return -(log_p.exp() * log_p).sum((-2, -1))

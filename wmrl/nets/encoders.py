@@ -1,0 +1,153 @@
+"""Observation encoders and decoders shared by every world model.
+
+Vectors are symlog-squashed and passed through an MLP (DreamerV3). Images are uint8 (C, H, W);
+they are scaled to [0, 1] and go through stride-2 convolutions (STORM / World Models: kernel 4,
+stride 2, padding 1, channels depth * 2**i). Decoders mirror the encoders; their losses are summed
+over observation dimensions, like STORM's pixel-summed MSE.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from wmrl.nets.mlp import MLP
+from wmrl.nets.twohot import symexp, symlog
+
+
+@dataclass
+class EncoderConfig:
+    depth: int = 32
+    """Channels of the first conv layer (doubled at every stage)."""
+    stages: int = 4
+    """Stride-2 conv stages for images (4 for 64x64 frames, 2 for 10x10 MinAtar grids)."""
+    hidden: int = 256
+    """Width of the MLP used for vector observations."""
+    layers: int = 2
+    """Hidden layers of the vector MLP."""
+
+
+def _conv_sizes(size: int, stages: int) -> list[int]:
+    sizes = [size]
+    for _ in range(stages):
+        sizes.append((sizes[-1] + 2 - 4) // 2 + 1)
+    return sizes
+
+
+class _GroupNormAct(nn.Sequential):
+    # GroupNorm(1) normalises each sample on its own. Departure from STORM's BatchNorm: acting runs one
+    # frame at a time while training runs 1024, and per-sample normalisation behaves the same in both.
+    def __init__(self, channels: int):
+        super().__init__(nn.GroupNorm(1, channels), nn.SiLU())
+
+
+class ImageEncoder(nn.Module):
+    """(..., C, H, W) uint8 -> (..., out_dim) features."""
+
+    def __init__(self, obs_shape: tuple[int, ...], cfg: EncoderConfig):
+        super().__init__()
+        channels, height, width = obs_shape
+        self.heights, self.widths = _conv_sizes(height, cfg.stages), _conv_sizes(width, cfg.stages)
+        if min(self.heights[-1], self.widths[-1]) < 1:
+            raise ValueError(f"{cfg.stages} conv stages shrink a {height}x{width} image to nothing")
+        layers: list[nn.Module] = []
+        in_ch = channels
+        for i in range(cfg.stages):
+            out_ch = cfg.depth * 2**i
+            layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1), _GroupNormAct(out_ch)]
+            in_ch = out_ch
+        self.net = nn.Sequential(*layers)
+        self.out_shape = (in_ch, self.heights[-1], self.widths[-1])
+        self.out_dim = math.prod(self.out_shape)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0
+        return self.net(x).reshape(*lead, self.out_dim)
+
+
+class ImageDecoder(nn.Module):
+    """(..., in_dim) features -> (..., C, H, W) image in [0, 1] units (mirror of ImageEncoder)."""
+
+    def __init__(self, in_dim: int, encoder: ImageEncoder, channels: int):
+        super().__init__()
+        self.encoder_shape = encoder.out_shape
+        self.sizes = list(zip(encoder.heights, encoder.widths))[::-1]
+        self.proj = nn.Linear(in_dim, encoder.out_dim)
+        layers: list[nn.Module] = []
+        in_ch = encoder.out_shape[0]
+        stages = len(self.sizes) - 1
+        for i in range(stages):
+            last = i == stages - 1
+            out_ch = channels if last else in_ch // 2
+            layers.append(nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1))
+            if not last:
+                layers.append(_GroupNormAct(out_ch))
+            in_ch = out_ch
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        lead = feat.shape[:-1]
+        x = self.proj(feat.reshape(-1, feat.shape[-1])).reshape(-1, *self.encoder_shape)
+        stage = 1
+        for layer in self.layers:
+            if isinstance(layer, nn.ConvTranspose2d):
+                # output_size resolves the size ambiguity of odd inputs (e.g. MinAtar's 10 -> 5 -> 2).
+                x = layer(x, output_size=self.sizes[stage])
+                stage += 1
+            else:
+                x = layer(x)
+        return x.reshape(*lead, *x.shape[1:])
+
+    @staticmethod
+    def loss(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """(..., C, H, W) prediction and uint8 target -> (...,) MSE summed over pixels."""
+        return (pred.float() - obs.float() / 255.0).pow(2).sum((-3, -2, -1))
+
+    @staticmethod
+    def to_obs(pred: torch.Tensor) -> torch.Tensor:
+        return (pred.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+class VectorEncoder(nn.Module):
+    """(..., D) float -> (..., hidden) features of symlog(obs)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], cfg: EncoderConfig):
+        super().__init__()
+        self.net = MLP(obs_shape[0], 0, cfg.hidden, cfg.layers)
+        self.out_dim = self.net.out_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(symlog(obs.float()))
+
+
+class VectorDecoder(nn.Module):
+    """(..., in_dim) -> (..., D) prediction in symlog space."""
+
+    def __init__(self, in_dim: int, obs_dim: int, cfg: EncoderConfig):
+        super().__init__()
+        self.net = MLP(in_dim, obs_dim, cfg.hidden, cfg.layers)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.net(feat)
+
+    @staticmethod
+    def loss(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        return (pred.float() - symlog(obs.float())).pow(2).sum(-1)
+
+    @staticmethod
+    def to_obs(pred: torch.Tensor) -> torch.Tensor:
+        return symexp(pred.float())
+
+
+def make_encoder(obs_shape: tuple[int, ...], is_image: bool, cfg: EncoderConfig) -> nn.Module:
+    return ImageEncoder(obs_shape, cfg) if is_image else VectorEncoder(obs_shape, cfg)
+
+
+def make_decoder(in_dim: int, encoder: nn.Module, obs_shape: tuple[int, ...], cfg: EncoderConfig) -> nn.Module:
+    if isinstance(encoder, ImageEncoder):
+        return ImageDecoder(in_dim, encoder, obs_shape[0])
+    return VectorDecoder(in_dim, obs_shape[0], cfg)

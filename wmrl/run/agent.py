@@ -1,0 +1,88 @@
+"""The agent: a world model and a behaviour learner, acting in the real env and training from replay."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from wmrl.behavior.actor_critic import ActorCritic
+from wmrl.data.replay import Replay
+from wmrl.envs.factory import EnvSpec
+from wmrl.nets.optim import make_optimizer, optimizer_step
+from wmrl.worldmodels.registry import build_world_model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from wmrl.errors import WmrlError
+
+        raise WmrlError("--device cuda was asked for but no CUDA device is visible", "use --device cpu or auto")
+    return torch.device(name)
+
+
+class Agent:
+    def __init__(self, cfg, spec: EnvSpec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.wm, self.wm_optim_cfg = build_world_model(
+            cfg.world_model, {"storm": cfg.storm}, spec.obs_shape, spec.is_image, spec.num_actions)
+        self.wm.to(device)
+        self.wm_opt = make_optimizer(self.wm, self.wm_optim_cfg)
+        self.behavior = ActorCritic(cfg.actor_critic, self.wm.feat_dim, spec.num_actions).to(device)
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if bf16 else None
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ------------------------------------------------------------------------------------- acting
+    @torch.no_grad()
+    def step(self, state, obs: np.ndarray, prev_action: int, is_first: bool, greedy: bool):
+        """One real step for a single env: returns the new model state and the action to take."""
+        self.wm.eval()
+        o = torch.as_tensor(np.asarray(obs), device=self.device)[None]
+        a = torch.tensor([prev_action], device=self.device)
+        f = torch.tensor([is_first], device=self.device)
+        with self.autocast():
+            state, feat = self.wm.observe(state, o, a, f)
+            action = self.behavior.act(feat, greedy)
+        return state, int(action[0])
+
+    def initial_state(self):
+        return self.wm.initial(1)
+
+    # ------------------------------------------------------------------------------------- learning
+    def _batch(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()}
+
+    def update(self, replay: Replay, rng: np.random.Generator) -> dict[str, float]:
+        """One world-model step on replay sequences, then one behaviour step on imagined rollouts."""
+        tc, ac = self.cfg.train, self.cfg.actor_critic
+        self.wm.train()
+        with self.autocast():
+            loss, metrics = self.wm.loss(self._batch(replay.sample(tc.wm_batch, tc.wm_seq, rng)))
+        metrics["wm/grad_norm"] = optimizer_step(loss, self.wm, self.wm_opt, self.wm_optim_cfg)
+        self.wm.eval()
+        ctx = self._batch(replay.sample(ac.imag_batch, ac.imag_context, rng))
+        with torch.no_grad(), self.autocast():
+            start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
+            rollout = self.wm.imagine(start, lambda feat: self.behavior.act(feat), ac.horizon)
+        with self.autocast():
+            metrics.update(self.behavior.update(rollout))
+        return metrics
+
+    # ------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {"wm": self.wm.state_dict(), "wm_opt": self.wm_opt.state_dict(),
+                "behavior": self.behavior.state_dict(), "behavior_opt": self.behavior.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wm.load_state_dict(state["wm"])
+        self.wm_opt.load_state_dict(state["wm_opt"])
+        self.behavior.load_state_dict(state["behavior"])
+        self.behavior.opt.load_state_dict(state["behavior_opt"])

@@ -1,0 +1,111 @@
+"""The training loop: random warm-up, acting, replay, updates at a set ratio, evaluation, checkpoints.
+
+Replay rows follow worldmodels/protocol.py: (obs_t, action_t, reward_t, terminal_t, is_first_t), with
+reward_t and terminal_t the results of action_t.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wmrl import config as config_mod
+from wmrl.data.replay import Replay
+from wmrl.envs.factory import env_spec, make_env
+from wmrl.run.agent import Agent, resolve_device
+from wmrl.run.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from wmrl.run.evaluate import evaluate
+from wmrl.run.logger import Logger
+from wmrl.run.plots import plot_learning_curve
+
+EVAL_SEED_OFFSET = 10_000
+
+
+def setup_torch(cfg) -> torch.device:
+    torch.set_num_threads(cfg.threads)
+    return resolve_device(cfg.device)
+
+
+def build(cfg, run_dir: Path, device: torch.device):
+    """The training env, agent and replay of a run (shared by train, eval and dream)."""
+    env = make_env(cfg.env, cfg.seed)
+    spec = env_spec(env)
+    agent = Agent(cfg, spec, device)
+    dtype = np.uint8 if spec.is_image else np.float32
+    replay = Replay(cfg.replay, spec.obs_shape, dtype, run_dir / "replay")
+    return env, spec, agent, replay
+
+
+def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+    device = setup_torch(cfg)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    np_rng = np.random.default_rng(cfg.seed)
+    env, spec, agent, replay = build(cfg, run_dir, device)
+    eval_env = make_env(cfg.env, cfg.seed + EVAL_SEED_OFFSET)
+    counters = {"step": 0, "updates": 0, "episodes": 0, "credit": 0.0}
+    if resume:
+        ckpt = load_checkpoint(run_dir, device)
+        agent.load_state_dict(ckpt["agent"])
+        counters.update(ckpt["counters"])
+        restore_rng(ckpt["rng"], np_rng)
+        replay.load(counters["step"])
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_mod.save(cfg, run_dir / "config.yaml")
+    tc = cfg.train
+    log = Logger(run_dir, counters["step"], tc.steps, progress)
+    # A resumed run starts a new episode (the interrupted one cannot be restored); its seed derives
+    # from (seed, step) so resuming twice from one checkpoint gives the same run.
+    obs, _ = env.reset(seed=cfg.seed * 1_000_003 + counters["step"]) if resume else env.reset()
+    state, prev, is_first, ep_return, ep_len = agent.initial_state(), 0, True, 0.0, 0
+    last_eval: dict = {}
+    t0, steps_since = time.time(), 0
+    try:
+        while counters["step"] < tc.steps:
+            if counters["step"] < tc.warmup:
+                action = int(env.action_space.sample())
+            else:
+                state, action = agent.step(state, obs, prev, is_first, greedy=False)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            replay.add(obs, action, float(reward), bool(terminated), is_first)
+            counters["step"] += 1
+            step = counters["step"]
+            ep_return, ep_len = ep_return + float(reward), ep_len + 1
+            prev, is_first, obs = action, False, next_obs
+            if terminated or truncated:
+                counters["episodes"] += 1
+                log.write(step, {"train/return": ep_return, "train/length": ep_len, "train/episodes": counters["episodes"]})
+                log.progress(0, ret=ep_return)
+                obs, _ = env.reset()
+                is_first, ep_return, ep_len = True, 0.0, 0
+            if step >= tc.warmup:
+                counters["credit"] += tc.train_ratio
+                while counters["credit"] >= 1.0:
+                    log.accumulate(agent.update(replay, np_rng))
+                    counters["updates"] += 1
+                    counters["credit"] -= 1.0
+            steps_since += 1
+            if step % tc.log_every == 0:
+                elapsed = time.time() - t0
+                log.accumulate({"perf/steps_per_second": steps_since / max(elapsed, 1e-9),
+                                "perf/updates": counters["updates"]})
+                log.flush_averages(step)
+                t0, steps_since = time.time(), 0
+            if step % tc.eval_every == 0 or step == tc.steps:
+                last_eval = evaluate(agent, eval_env, tc.eval_episodes, greedy=True, max_steps=tc.eval_max_steps)
+                log.write(step, {"eval/return_mean": last_eval["return_mean"], "eval/return_std": last_eval["return_std"],
+                                 "eval/episodes": last_eval["episodes"]})
+                log.progress(0, eval=last_eval["return_mean"])
+            if step % tc.checkpoint_every == 0 or step == tc.steps:
+                replay.flush()
+                save_checkpoint(run_dir, agent, counters, np_rng)
+                plot_learning_curve(run_dir, f"{cfg.world_model} on {cfg.env.id}, seed {cfg.seed}")
+            log.progress(1)
+    finally:
+        log.close()
+    return {"step": counters["step"], "eval": last_eval, "run_dir": str(run_dir)}

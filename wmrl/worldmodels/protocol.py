@@ -1,0 +1,109 @@
+"""The one protocol every world model answers, and the rollout it imagines.
+
+Timeline of a real step (replay rows use the same alignment):
+
+    obs_t --(is_first_t: obs_t starts an episode)
+      |  observe(state_{t-1}, obs_t, action_{t-1}, is_first_t) -> state_t, feat_t
+      v
+    action_t ~ policy(feat_t)  -->  reward_t, terminal_t (results of action_t)  -->  obs_{t+1}
+
+Imagination repeats the same step with the model's own prediction of obs_{t+1}:
+state s_0 .. s_H, actions a_0 .. a_{H-1}, and from each transition (s_t, a_t) a reward r_t and a
+continuation probability c_t = 1 - P(terminal_t).
+
+A state is whatever the model needs to continue (STORM: key/value cache + current latent; RSSM: (h, z);
+MDN-RNN: (h, c, z)). Behaviour learners only ever see `feat` vectors, the rollout and these methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import torch
+from torch import nn
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+"""Maps features (B, F) to actions (B,) int64."""
+
+
+@dataclass
+class Rollout:
+    """An imagined trajectory, batch-major.
+
+    feat: (B, H+1, F) features of states s_0..s_H.
+    action: (B, H) int64 actions a_0..a_{H-1}.
+    reward: (B, H) predicted rewards of (s_t, a_t).
+    cont: (B, H) predicted probability that the episode continues after (s_t, a_t).
+    """
+
+    feat: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    cont: torch.Tensor
+
+
+class WorldModel(nn.Module):
+    """Base class of every world model. Subclasses implement the abstract methods below."""
+
+    feat_dim: int
+    num_actions: int
+
+    def initial(self, batch: int) -> Any:
+        """A state before any observation; the first `observe` must have is_first=True."""
+        raise NotImplementedError
+
+    def observe(self, state: Any, obs: torch.Tensor, prev_action: torch.Tensor, is_first: torch.Tensor
+                ) -> tuple[Any, torch.Tensor]:
+        """Take in one real step.
+
+        Args:
+            state: the previous state (from `initial`, `observe` or `observe_sequence`).
+            obs: (B, *obs_shape) observation obs_t.
+            prev_action: (B,) int64 action_{t-1} (ignored where is_first).
+            is_first: (B,) bool, obs_t starts an episode: the state's history is dropped.
+        Returns:
+            the new state and its features (B, F), using the posterior of obs_t.
+        """
+        raise NotImplementedError
+
+    def observe_sequence(self, obs: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor) -> Any:
+        """The state after observing replay rows (B, T): obs_t, action_t (taken at obs_t), is_first_t.
+
+        The last row's action is not used: the returned state sits at obs_{T-1}, ready to act.
+        Models override this with a parallel version; the result must equal stepping `observe`.
+        """
+        B, T = is_first.shape
+        state = self.initial(B)
+        prev = torch.zeros_like(action[:, 0])
+        for t in range(T):
+            state, _ = self.observe(state, obs[:, t], prev, is_first[:, t])
+            prev = action[:, t]
+        return state
+
+    def features(self, state: Any) -> torch.Tensor:
+        """(B, F) features of a state."""
+        raise NotImplementedError
+
+    def imagine(self, state: Any, policy: Union[Policy, torch.Tensor], horizon: int) -> Rollout:
+        """Roll the model forward from `state` for `horizon` steps.
+
+        Args:
+            policy: a callable features (B, F) -> actions (B,), or a (B, horizon) action tensor (planners).
+        """
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on replay sequences (keys obs, action, reward, terminal, is_first; (B, T, ...))."""
+        raise NotImplementedError
+
+    def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:
+        """(..., F) features -> (..., *obs_shape) predicted observations in the environment's units."""
+        raise NotImplementedError
+
+
+def next_actions(policy: Union[Policy, torch.Tensor], feat: torch.Tensor, t: int) -> torch.Tensor:
+    """Action a_t for the imagination step t, from a policy callable or a (B, H) action tensor."""
+    if callable(policy):
+        return policy(feat)
+    return policy[:, t]
