@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from wmrl.behavior.returns import ReturnNormalizer, continuation_weights, lambda_returns
+from wmrl.nets.categorical import gumbel_argmax, unimix_logits
 from wmrl.nets.mlp import MLP
 from wmrl.nets.optim import OptimConfig, make_optimizer, optimizer_step
 from wmrl.nets.twohot import TwoHot
@@ -56,16 +57,15 @@ class ActorCritic(nn.Module):
         self.normalizer = ReturnNormalizer(cfg.return_norm_decay)
         self.opt = make_optimizer(nn.ModuleList([self.actor, self.critic]), cfg.optim)
 
-    def policy(self, feat: torch.Tensor) -> torch.distributions.Categorical:
-        probs = self.actor(feat).float().softmax(-1)
-        probs = (1 - self.cfg.unimix) * probs + self.cfg.unimix / self.num_actions
-        return torch.distributions.Categorical(probs=probs)
+    def log_policy(self, feat: torch.Tensor) -> torch.Tensor:
+        """(..., F) -> (..., actions) log-probabilities, with `unimix` uniform mixed in."""
+        return unimix_logits(self.actor(feat), self.cfg.unimix)
 
     @torch.no_grad()
     def act(self, feat: torch.Tensor, greedy: bool = False) -> torch.Tensor:
         """(B, F) -> (B,) actions: the mode if greedy, else a sample."""
-        dist = self.policy(feat)
-        return dist.probs.argmax(-1) if greedy else dist.sample()
+        log_p = self.log_policy(feat)
+        return log_p.argmax(-1) if greedy else gumbel_argmax(log_p)
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """One actor and critic step on an imagined rollout (computed without gradients)."""
@@ -78,12 +78,14 @@ class ActorCritic(nn.Module):
             weight = continuation_weights(cont)  # (B, H)
             scale = self.normalizer.update(returns)
             advantage = (returns - slow_value[:, :-1]) / scale
-        dist = self.policy(feat[:, :-1])
-        entropy = dist.entropy()  # (B, H)
-        actor_loss = -(weight * (dist.log_prob(action) * advantage + self.cfg.entropy * entropy)).mean()
-        logits = self.critic(feat[:, :-1])
-        critic_loss = (weight * (self.twohot.loss(logits, returns)
-                                 + self.cfg.slow_reg * self.twohot.loss(logits, slow_value[:, :-1]))).mean()
+        log_p = self.log_policy(feat[:, :-1])  # (B, H, actions)
+        entropy = -(log_p.exp() * log_p).sum(-1)  # (B, H)
+        chosen = log_p.gather(-1, action[..., None])[..., 0]
+        actor_loss = -(weight * (chosen * advantage + self.cfg.entropy * entropy)).mean()
+        # Cross-entropy to the returns plus slow_reg times cross-entropy to the slow critic's value,
+        # computed as one cross-entropy against the summed two-hot targets.
+        target = self.twohot.encode(returns) + self.cfg.slow_reg * self.twohot.encode(slow_value[:, :-1])
+        critic_loss = (weight * self.twohot.cross_entropy(self.critic(feat[:, :-1]), target)).mean()
         params = nn.ModuleList([self.actor, self.critic])
         grad_norm = optimizer_step(actor_loss + critic_loss, params, self.opt, self.cfg.optim)
         self._update_slow()

@@ -52,4 +52,9 @@ class TwoHot(nn.Module):
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(..., bins) logits, (...,) scalar targets -> (...,) cross-entropy against the two-hot target."""
-        return -(self.encode(target) * F.log_softmax(logits.float(), -1)).sum(-1)
+        return self.cross_entropy(logits, self.encode(target))
+
+    @staticmethod
+    def cross_entropy(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """(..., bins) logits against (..., bins) target weights (e.g. a sum of two-hot encodings)."""
+        return -(weights * F.log_softmax(logits.float(), -1)).sum(-1)
