@@ -52,7 +52,35 @@ class DictObsEnv(gym.Env):
         return {"pos": np.zeros(2, dtype=np.float32)}, 0.0, True, False, {}
 
 
+class SignBanditEnv(gym.Env):
+    """A one-dimensional contextual bandit over 16 steps: the observation is +1 or -1 at random and the
+    reward is 1 when the action (0 for -1, 1 for +1) matches its sign. Random play scores ~8 per episode,
+    a learned policy 16. It needs the whole STORM pathway: encoder -> latent -> token -> reward head, and
+    an actor reading the posterior of the current observation."""
+
+    LENGTH = 16
+
+    def __init__(self):
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+
+    def _draw(self) -> np.ndarray:
+        self._sign = int(self.np_random.integers(0, 2))
+        return np.array([2.0 * self._sign - 1.0], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._draw(), {}
+
+    def step(self, action):
+        reward = float(int(action) == self._sign)
+        self._t += 1
+        return self._draw(), reward, False, self._t >= self.LENGTH, {}
+
+
 # Guarded so importing this module twice (e.g. as `fake_envs` and `tests.fake_envs`) does not warn.
-for _id, _cls in [("WmrlTestGrid-v0", GridEnv), ("WmrlTestDictObs-v0", DictObsEnv)]:
+for _id, _cls in [("WmrlTestGrid-v0", GridEnv), ("WmrlTestDictObs-v0", DictObsEnv),
+                   ("WmrlSignBandit-v0", SignBanditEnv)]:
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_cls, max_episode_steps=50)

@@ -1,0 +1,34 @@
+"""The agent actually learns: on a tiny contextual bandit, the greedy return rises from chance to
+near the optimum within a few hundred environment steps (< 60 s on a 2-core CPU)."""
+
+from __future__ import annotations
+
+import time
+
+import tests.fake_envs  # noqa: F401  (registers WmrlSignBandit-v0)
+from wmrl import config as config_mod
+from wmrl.envs.factory import make_env
+from wmrl.run.evaluate import evaluate
+from wmrl.run.trainer import build, setup_torch, train
+
+
+def test_storm_actor_critic_learns_a_contextual_bandit(tmp_path):
+    # The debug preset widened a little: the reward is an XOR of observation sign and action, which a
+    # width-32 model with dropout learns too slowly for a one-minute test.
+    overrides = ["env.id=tests.fake_envs:WmrlSignBandit-v0", "train.steps=1200", "train.warmup=128",
+                 "train.train_ratio=0.5", "train.eval_every=1200", "train.eval_episodes=10", "train.wm_batch=16",
+                 "storm.optim.lr=0.001", "storm.transformer.dropout=0", "storm.transformer.width=64",
+                 "storm.head_hidden=64", "storm.encoder.hidden=64", "actor_critic.imag_batch=64",
+                 "actor_critic.optim.lr=0.0003", "actor_critic.entropy=0.01"]
+    cfg = config_mod.build(["debug"], {"seed": 3}, overrides)
+    device = setup_torch(cfg)
+    _, _, untrained, _ = build(cfg, tmp_path / "untrained", device)
+    before = evaluate(untrained, make_env(cfg.env, 99), 10)["return_mean"]
+    start = time.time()
+    result = train(cfg, tmp_path / "run", progress=False)
+    after = result["eval"]["return_mean"]
+    print(f"greedy return before {before}, after {after}, {time.time() - start:.1f} s")
+    assert time.time() - start < 60
+    # Chance is 8 of 16; an untrained greedy policy ignores the sign, so it also scores about 8.
+    assert before < 11, before
+    assert after >= 14, f"greedy return {after} after training (untrained: {before})"

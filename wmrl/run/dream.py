@@ -1,0 +1,120 @@
+"""`wmrl dream`: the model's open-loop imagination beside the real future under the same actions.
+
+From a real context of `imag_context` steps taken from the run's replay, the world model imagines
+`horizon` steps fed with the actions that were really taken; the predicted observations are shown
+beside the real ones (GIF/MP4 for images, one PNG panel per state dimension for vectors) with the
+per-step prediction error (mean squared error, images in [0, 1] units).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wmrl.errors import WmrlError
+from wmrl.run.files import atomic_write, atomic_write_text
+from wmrl.run.inference import load_run
+
+# Colours for MinAtar-style object channels (C not 1 or 3); channel i is drawn in PALETTE[i % len].
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
+
+
+def _pick_segment(replay, length: int, rng: np.random.Generator) -> tuple[dict, int]:
+    """A replay sequence of `length` rows; prefers one inside a single episode. Returns (seq, usable rows)."""
+    seqs = replay.sample(512, length, rng)
+    firsts = seqs["is_first"][:, 1:]
+    usable = np.where(firsts.any(1), firsts.argmax(1) + 1, length)  # rows before the next episode start
+    best = int(np.argmax(usable))
+    return {k: v[best:best + 1] for k, v in seqs.items()}, int(usable[best])
+
+
+def _to_rgb(frames: np.ndarray) -> np.ndarray:
+    """(T, C, H, W) uint8 -> (T, H, W, 3) uint8."""
+    C = frames.shape[1]
+    if C == 3:
+        return frames.transpose(0, 2, 3, 1)
+    if C == 1:
+        return np.repeat(frames.transpose(0, 2, 3, 1), 3, -1)
+    on = frames.astype(np.float32) / 255.0  # (T, C, H, W)
+    colours = PALETTE[np.arange(C) % len(PALETTE)].astype(np.float32)  # (C, 3)
+    return np.clip(np.einsum("tchw,cx->thwx", on, colours), 0, 255).astype(np.uint8)
+
+
+def _write_video(real: np.ndarray, pred: np.ndarray, out: Path) -> None:
+    import imageio.v2 as imageio
+
+    real_rgb, pred_rgb = _to_rgb(real), _to_rgb(pred)
+    diff = np.abs(real_rgb.astype(np.int16) - pred_rgb.astype(np.int16)).astype(np.uint8)
+    gap = np.full((*real_rgb.shape[:2], 2, 3), 255, np.uint8)
+    frames = np.concatenate([real_rgb, gap, pred_rgb, gap, diff], 2)  # real | imagined | |difference|
+    scale = max(1, 128 // frames.shape[1])
+    frames = frames.repeat(scale, 1).repeat(scale, 2)
+    if out.suffix.lower() == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError as e:
+            raise WmrlError("writing MP4 needs the imageio-ffmpeg package", "pip install imageio-ffmpeg, or use --out x.gif") from e
+        atomic_write(out, lambda tmp: imageio.mimwrite(tmp, list(frames), format="mp4", fps=4))
+    else:
+        atomic_write(out, lambda tmp: imageio.mimwrite(tmp, list(frames), format="gif", duration=250, loop=0))
+
+
+def _write_plot(context: np.ndarray, real: np.ndarray, pred: np.ndarray, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    C, H, D = len(context), len(real), real.shape[-1]
+    fig, axes = plt.subplots(D, 1, figsize=(7, 1.8 * D), sharex=True, squeeze=False)
+    t_ctx, t_fut = np.arange(-C + 1, 1), np.arange(1, H + 1)
+    for d, ax in enumerate(axes[:, 0]):
+        ax.plot(t_ctx, context[:, d], "k.-", label="real context")
+        ax.plot(t_fut, real[:, d], "k-", label="real future")
+        ax.plot(t_fut, pred[:, d], "r--", label="imagined (open loop)")
+        ax.set_ylabel(f"obs[{d}]")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="best", fontsize=8)
+    axes[-1, 0].set_xlabel("steps after the last real observation")
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight"))
+    plt.close(fig)
+
+
+@torch.no_grad()
+def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto") -> dict:
+    cfg, agent, replay = load_run(run_dir, device)
+    context = cfg.actor_critic.imag_context
+    if len(replay) < context + 1:
+        raise WmrlError(f"the run's replay holds {len(replay)} steps, too few for a dream", "train the run longer first")
+    length = min(context + horizon, len(replay))
+    seq, usable = _pick_segment(replay, length, np.random.default_rng(seed))
+    horizon = max(1, min(horizon, usable - context))
+    batch = agent._batch(seq)
+    wm = agent.wm.eval()
+    torch.manual_seed(seed)
+    state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
+    actions = batch["action"][:, context - 1: context - 1 + horizon]  # a_{C-1} .. a_{C+H-2}
+    if actions.shape[1] < horizon:  # the segment ends: pad (the frames after it are not compared)
+        actions = torch.cat([actions, actions[:, -1:].expand(-1, horizon - actions.shape[1])], 1)
+    rollout = wm.imagine(state, actions, horizon)
+    pred = wm.predict_obs(rollout.feat[:, 1:])[0].cpu().numpy()  # (H, *obs_shape)
+    real = seq["obs"][0, context: context + horizon]
+    H = min(len(real), horizon)
+    pred, real = pred[:H], real[:H]
+    scale = 255.0 if agent.spec.is_image else 1.0
+    err = ((pred.astype(np.float32) - real.astype(np.float32)) / scale) ** 2
+    per_step = err.reshape(H, -1).mean(1).tolist()
+    if out is None:
+        out = run_dir / ("dream.gif" if agent.spec.is_image else "dream.png")
+    if agent.spec.is_image:
+        _write_video(real, pred, out)
+    else:
+        _write_plot(seq["obs"][0, :context], real, pred, out)
+    result = {"out": str(out), "context": context, "horizon": H, "mse_per_step": per_step,
+              "mse_mean": float(np.mean(per_step))}
+    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1))
+    return result
