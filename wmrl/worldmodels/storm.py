@@ -101,6 +101,8 @@ class Storm(WorldModel):
 
     def observe(self, state, obs, prev_action, is_first):
         h, cache = state.h, state.cache
+        if cache is not None:
+            cache = cache.clone()  # keep `state` valid: the transformer extends caches in place
         if state.z is not None:
             # Push the previous step's token (z_{t-1}, a_{t-1}); a stream that starts an episode now
             # drops it below by zeroing h and starting a new segment with its next token.
@@ -128,7 +130,8 @@ class Storm(WorldModel):
         """See WorldModel.imagine. `use_cache=False` re-runs the transformer over the whole token history
         at every step (the quadratic reference used by tests and the cache benchmark); it needs a state
         made by `observe_sequence`, which keeps the token history."""
-        z, h, first, cache = state.z, state.h, state.first, state.cache
+        z, h, first = state.z, state.h, state.first
+        cache = state.cache.clone() if state.cache is not None else None
         feats, actions, rewards, conts = [self.features(state)], [], [], []
         history = state.tokens
         if not use_cache and history is None:

@@ -36,13 +36,17 @@ class TransformerConfig:
     """Longest attention window in tokens (training sequences are this long in the STORM paper)."""
 
 
+_EMPTY = -(10**9)  # position of an unused cache slot: always outside the window
+
+
 @dataclass
 class KVCache:
-    """Keys/values of the tokens seen so far, for B parallel streams.
+    """A ring buffer of the last `context` tokens' keys and values, for B parallel streams.
 
-    k, v: per layer (B, heads, L, head_dim), keys already rotated by their absolute position.
-    seg: (B, L) episode id of each cached token; pos: (L,) absolute position shared by the batch.
+    k, v: per layer (B, heads, C, head_dim), C = context; keys already rotated by their position.
+    seg: (B, C) episode id per slot; pos: (C,) absolute position per slot (_EMPTY if unused).
     last_seg: (B,) episode id of the newest token; next_pos: position of the next token.
+    Token p lives in slot p % C, so appending one token overwrites the one that just left the window.
     """
 
     k: list[torch.Tensor]
@@ -52,24 +56,24 @@ class KVCache:
     last_seg: torch.Tensor
     next_pos: int
 
-    @property
-    def length(self) -> int:
-        return self.pos.numel()
-
-    def index(self, idx: torch.Tensor) -> "KVCache":
-        """Select batch rows (used when an imagination starts from a subset of streams)."""
-        return KVCache([k[idx] for k in self.k], [v[idx] for v in self.v], self.seg[idx], self.pos,
-                       self.last_seg[idx], self.next_pos)
+    def clone(self) -> "KVCache":
+        """A copy safe to extend: `CausalTransformer.forward` writes into the cache it is given."""
+        return KVCache([k.clone() for k in self.k], [v.clone() for v in self.v], self.seg.clone(),
+                       self.pos.clone(), self.last_seg.clone(), self.next_pos)
 
 
-def _rope(x: torch.Tensor, pos: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """Rotate (B, heads, T, head_dim) by absolute positions (T,). Angles in float64 so that
-    positions of 10^6 steps still rotate precisely."""
+def _rope_angles(pos: torch.Tensor, half: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of (T, half) rotation angles; computed in float64 so positions of 10^6 steps stay exact."""
+    inv_freq = base ** (-torch.arange(half, device=pos.device, dtype=torch.float64) / half)
+    angle = pos.to(torch.float64)[:, None] * inv_freq[None, :]
+    return angle.cos().float(), angle.sin().float()
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, heads, T, head_dim) pairwise by (T, head_dim / 2) angles (RoPE)."""
     half = x.shape[-1] // 2
-    inv_freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
-    angle = pos.to(torch.float64)[:, None] * inv_freq[None, :]  # (T, half)
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
     x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
 
 
@@ -86,18 +90,22 @@ class _Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.attn_dropout = cfg.dropout
 
-    def forward(self, x, pos, mask, past_k, past_v):
+    def forward(self, x, rope, mask, attend):
+        """x: (B, T, width); attend(k, v) -> keys/values to attend over (new ones written to the cache)."""
         B, T, D = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(D, -1)
         q, k, v = (t.reshape(B, T, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))
-        q, k = _rope(q, pos), _rope(k, pos)  # (B, heads, T, head_dim)
-        if past_k is not None:
-            k, v = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)  # (B, heads, L+T, head_dim)
-        drop = self.attn_dropout if self.training else 0.0
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        q, k = _rotate(q, *rope), _rotate(k, *rope)  # (B, heads, T, head_dim)
+        k, v = attend(k, v)
+        if T == 1 and not self.training:
+            # One query per stream (imagination, acting): plain matmuls beat the fused CPU kernel here.
+            scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, heads, 1, K)
+            att = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+        else:
+            drop = self.attn_dropout if self.training else 0.0
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         x = x + self.drop(self.proj(att.transpose(1, 2).reshape(B, T, D)))
-        x = x + self.drop(self.ffn(self.norm2(x)))
-        return x, k, v
+        return x + self.drop(self.ffn(self.norm2(x)))
 
 
 class CausalTransformer(nn.Module):
@@ -110,10 +118,12 @@ class CausalTransformer(nn.Module):
         self.norm = nn.LayerNorm(cfg.width)
 
     def empty_cache(self, batch: int, device: torch.device) -> KVCache:
-        empty = torch.zeros(batch, self.cfg.heads, 0, self.cfg.width // self.cfg.heads, device=device)
-        return KVCache([empty] * self.cfg.layers, [empty] * self.cfg.layers,
-                       torch.zeros(batch, 0, dtype=torch.long, device=device),
-                       torch.zeros(0, dtype=torch.long, device=device),
+        C, H = self.cfg.context, self.cfg.heads
+        shape = (batch, H, C, self.cfg.width // H)
+        return KVCache([torch.zeros(shape, device=device) for _ in self.blocks],
+                       [torch.zeros(shape, device=device) for _ in self.blocks],
+                       torch.full((batch, C), -2, dtype=torch.long, device=device),
+                       torch.full((C,), _EMPTY, dtype=torch.long, device=device),
                        torch.full((batch,), -1, dtype=torch.long, device=device), 0)
 
     def forward(self, x: torch.Tensor, is_first: torch.Tensor, cache: KVCache | None = None
@@ -124,29 +134,52 @@ class CausalTransformer(nn.Module):
             x: (B, T, width) new tokens.
             is_first: (B, T) bool, True where a token starts a new episode: it and later tokens stop
                 seeing everything before it (cached tokens included).
-            cache: tokens already seen, or None for a fresh start.
+            cache: tokens already seen, or None for a fresh start. It is updated IN PLACE and returned;
+                clone() it first to keep the old state (e.g. to imagine twice from one start).
         Returns:
-            (B, T, width) outputs, and the cache extended by the new tokens and trimmed to the last
-            `context - 1` tokens (all a future token may attend besides itself).
+            (B, T, width) outputs and the cache holding the last `context` tokens.
         """
         B, T, _ = x.shape
+        C = self.cfg.context
         if cache is None:
             cache = self.empty_cache(B, x.device)
+            fresh = True
+        else:
+            fresh = False
         seg = cache.last_seg[:, None] + is_first.long().cumsum(1)  # (B, T)
         pos = cache.next_pos + torch.arange(T, device=x.device)  # (T,)
-        key_seg = torch.cat([cache.seg, seg], 1)  # (B, L+T)
-        key_pos = torch.cat([cache.pos, pos])  # (L+T,)
-        dist = pos[:, None] - key_pos[None, :]  # (T, L+T)
-        visible = (dist >= 0) & (dist < self.cfg.context)
-        mask = (seg[:, :, None] == key_seg[:, None, :]) & visible[None]  # (B, T, L+T)
-        mask = mask[:, None]  # (B, 1, T, L+T): broadcast over heads
-        new_k, new_v = [], []
+        keep = torch.arange(max(0, T - C), T, device=x.device)  # new tokens that stay in the window
+        slots = pos[keep] % C
+        if T == 1 and not fresh:
+            # One token: write it into its slot first (the token it replaces left the window), then
+            # attend over the buffer: O(context) work, no copy of the cache.
+            cache.pos[slots] = pos
+            cache.seg[:, slots] = seg
+            key_seg, key_pos = cache.seg, cache.pos  # (B, C), (C,)
+        else:
+            key_seg = seg if fresh else torch.cat([cache.seg, seg], 1)  # (B, K)
+            key_pos = pos if fresh else torch.cat([cache.pos, pos])  # (K,)
+        dist = pos[:, None] - key_pos[None, :]  # (T, K)
+        visible = (dist >= 0) & (dist < C)
+        mask = ((seg[:, :, None] == key_seg[:, None, :]) & visible[None])[:, None]  # (B, 1, T, K)
+        rope = _rope_angles(pos, self.cfg.width // self.cfg.heads // 2)
         for i, block in enumerate(self.blocks):
-            x, k, v = block(x, pos, mask, cache.k[i] if cache.length else None,
-                            cache.v[i] if cache.length else None)
-            new_k.append(k)
-            new_v.append(v)
-        keep = self.cfg.context - 1
-        out = KVCache([k[:, :, -keep:] for k in new_k], [v[:, :, -keep:] for v in new_v],
-                      key_seg[:, -keep:], key_pos[-keep:], seg[:, -1], cache.next_pos + T)
-        return self.norm(x), out
+            x = block(x, rope, mask, self._attend(cache, i, T == 1 and not fresh, fresh, keep, slots))
+        if not (T == 1 and not fresh):
+            cache.pos[slots] = pos[keep]
+            cache.seg[:, slots] = seg[:, keep]
+        cache.last_seg, cache.next_pos = seg[:, -1], cache.next_pos + T
+        return self.norm(x), cache
+
+    @staticmethod
+    def _attend(cache: KVCache, layer: int, in_place: bool, fresh: bool, keep, slots):
+        def attend(k: torch.Tensor, v: torch.Tensor):
+            ck, cv = cache.k[layer], cache.v[layer]
+            if in_place:
+                ck[:, :, slots], cv[:, :, slots] = k, v
+                return ck, cv
+            out = (k, v) if fresh else (torch.cat([ck, k], 2), torch.cat([cv, v], 2))
+            ck[:, :, slots], cv[:, :, slots] = k[:, :, keep], v[:, :, keep]
+            return out
+
+        return attend
