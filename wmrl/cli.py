@@ -77,7 +77,6 @@ def _train(args) -> None:
             flags["train"] = {"steps": args.steps}
         config_mod.apply(cfg, flags)
         config_mod.validate(cfg)
-        config_mod.save(cfg, args.run_dir / "config.yaml")
         run_dir = args.run_dir
     else:
         flags: dict = {}

@@ -49,3 +49,13 @@ def categorical_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 def categorical_entropy(log_p: torch.Tensor) -> torch.Tensor:
     """Entropy summed over the latent variables: (..., stoch, classes) -> (...,)."""
     return -(log_p.exp() * log_p).sum((-2, -1))
+
+
+def free_bits_mean(kl: torch.Tensor, valid: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Mean over valid entries of max(free_bits, kl), clipped per sample.
+
+    Clipping each sample's KL (not the batch mean, the public STORM code's flaw 4) stops the gradient
+    only for the samples already below the threshold; the others still get pushed down.
+    kl, valid: (...) with valid in {0, 1}.
+    """
+    return (kl.clamp(min=free_bits) * valid).sum() / valid.sum().clamp(min=1)

@@ -54,11 +54,14 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
         counters.update(ckpt["counters"])
         restore_rng(ckpt["rng"], np_rng)
         replay.load(counters["step"])
+        config_mod.save(cfg, run_dir / "config.yaml")  # only now: a failed resume leaves the run as it was
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, run_dir / "config.yaml")
     tc = cfg.train
     log = Logger(run_dir, counters["step"], tc.steps, progress)
+    if resume:
+        log.write(counters["step"], {"resume/replay_size": len(replay), "resume/updates": counters["updates"]})
     # A resumed run starts a new episode (the interrupted one cannot be restored); its seed derives
     # from (seed, step) so resuming twice from one checkpoint gives the same run.
     obs, _ = env.reset(seed=cfg.seed * 1_000_003 + counters["step"]) if resume else env.reset()

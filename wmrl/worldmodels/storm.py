@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from wmrl.nets.categorical import categorical_kl, sample_onehot, unimix_logits
+from wmrl.nets.categorical import categorical_kl, free_bits_mean, sample_onehot, unimix_logits
 from wmrl.nets.encoders import EncoderConfig
 from wmrl.nets.mlp import MLP
 from wmrl.nets.optim import OptimConfig
@@ -169,10 +169,9 @@ class Storm(WorldModel):
         valid = (~is_first[:, 1:]).float()
         dyn = categorical_kl(target.detach(), prior)  # (B, T-1)
         rep = categorical_kl(target, prior.detach())
-        fb = self.cfg.free_bits
         denom = valid.sum().clamp(min=1)
-        dyn_loss = (dyn.clamp(min=fb) * valid).sum() / denom
-        rep_loss = (rep.clamp(min=fb) * valid).sum() / denom
+        dyn_loss = free_bits_mean(dyn, valid, self.cfg.free_bits)
+        rep_loss = free_bits_mean(rep, valid, self.cfg.free_bits)
         total = (recon.mean() + reward.mean() + terminal.mean()
                  + self.cfg.kl_dyn * dyn_loss + self.cfg.kl_rep * rep_loss)
         metrics = {"wm/recon": recon.mean().item(), "wm/reward": reward.mean().item(),

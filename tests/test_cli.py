@@ -1,0 +1,182 @@
+"""Layer 3: the command line on the `debug` preset: train, eval, dream, resume after a kill, and one
+test per user error (clear message, exit code 2, no traceback, the run directory untouched)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from wmrl.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wmrl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wmrl", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def snapshot(path: Path) -> dict:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    proc = wmrl("train", "--preset", "debug", "--run-dir", str(run), "--seed", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["step"] == 300
+    return run
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    for name in ("config.yaml", "metrics.jsonl", "learning_curve.png", "checkpoints/latest.pt"):
+        assert (trained_run / name).is_file(), name
+    assert any((trained_run / "tb").iterdir())
+    assert any((trained_run / "replay").glob("chunk_*.npz"))
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert all("step" in r for r in rows)
+    evals = [r for r in rows if "eval/return_mean" in r]
+    assert evals and {"eval/return_std", "eval/episodes"} <= set(evals[-1])
+    assert [r["step"] for r in evals] == [150, 300]
+
+
+def test_eval_prints_one_json_object(trained_run):
+    proc = wmrl("eval", str(trained_run), "--episodes", "3")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out["returns"]) == 3 and out["greedy"] is True
+    assert out["return_mean"] == pytest.approx(sum(out["returns"]) / 3)
+    sampled = json.loads(wmrl("eval", str(trained_run), "--episodes", "2", "--sample").stdout)
+    assert sampled["greedy"] is False
+
+
+def test_dream_writes_a_plot_and_errors(trained_run, tmp_path):
+    out = tmp_path / "dream.png"
+    proc = wmrl("dream", str(trained_run), "--horizon", "6", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert out.stat().st_size > 1000
+    assert len(result["mse_per_step"]) == result["horizon"] >= 1
+    assert json.loads(out.with_suffix(".json").read_text())["mse_mean"] == pytest.approx(result["mse_mean"])
+
+
+def test_dream_on_images_writes_a_gif(tmp_path):
+    run = tmp_path / "grid"
+    assert main(["train", "--preset", "debug", "--env", "tests.fake_envs:WmrlTestGrid-v0", "--steps", "120",
+                 "--run-dir", str(run), "--no-progress", "--set", "train.checkpoint_every=120"]) == 0
+    assert main(["dream", str(run), "--horizon", "4"]) == 0
+    gif = run / "dream.gif"
+    assert gif.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+
+
+def _checkpoint_step(run: Path) -> int:
+    return torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["counters"]["step"]
+
+
+def test_killed_run_resumes_at_its_checkpoint_with_the_same_replay(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "wmrl", "train", "--preset", "debug", "--steps", "100000", "--run-dir", str(run),
+           "--no-progress", "--set", "train.checkpoint_every=100", "--set", "train.eval_every=100000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (run / "checkpoints" / "latest.pt").exists() and _checkpoint_step(run) >= 200:
+                break
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = _checkpoint_step(run)
+    assert killed_at >= 200 and killed_at % 100 == 0
+    assert main(["train", "--run-dir", str(run), "--resume", "--steps", str(killed_at + 100), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    resumed = [r for r in rows if "resume/replay_size" in r]
+    assert resumed == [{"step": killed_at, "resume/replay_size": killed_at, "resume/updates": resumed[0]["resume/updates"]}]
+    assert _checkpoint_step(run) == killed_at + 100
+    steps = [r["step"] for r in rows]
+    assert steps == sorted(steps), "rows written after the checkpoint by the killed run must be dropped"
+
+
+# ------------------------------------------------------------------------------------------- errors
+def run_error(args: list[str], capsys) -> str:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    assert "fix:" in err
+    return err
+
+
+def test_unknown_env_id(tmp_path, capsys):
+    err = run_error(["train", "--env", "NoSuchEnv-v9", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "NoSuchEnv-v9" in err and not (tmp_path / "r").exists()
+
+
+def test_unknown_preset(tmp_path, capsys):
+    err = run_error(["train", "--preset", "nonesuch", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "unknown preset 'nonesuch'" in err and "debug" in err
+
+
+def test_bad_override_key(tmp_path, capsys):
+    err = run_error(["train", "--set", "storm.transformr.layers=2", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "storm.transformr" in err and "storm.transformer" in err
+
+
+def test_bad_override_value(tmp_path, capsys):
+    err = run_error(["train", "--set", "train.steps=lots", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "train.steps='lots'" in err
+
+
+def test_unsupported_observation_space(tmp_path, capsys):
+    err = run_error(["train", "--env", "tests.fake_envs:WmrlTestDictObs-v0", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "observation" in err and not (tmp_path / "r").exists()
+
+
+def test_unsupported_action_space(tmp_path, capsys):
+    err = run_error(["train", "--env", "Pendulum-v1", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "discrete" in err.lower()
+
+
+def test_missing_run_directory(tmp_path, capsys):
+    for cmd in (["eval", str(tmp_path / "nope")], ["dream", str(tmp_path / "nope")],
+                ["train", "--run-dir", str(tmp_path / "nope"), "--resume"]):
+        assert "does not exist" in run_error(cmd, capsys)
+
+
+def test_existing_run_directory_is_not_overwritten(trained_run, capsys):
+    before = snapshot(trained_run)
+    err = run_error(["train", "--preset", "debug", "--run-dir", str(trained_run)], capsys)
+    assert "already holds a run" in err and "--resume" in err
+    assert snapshot(trained_run) == before
+
+
+def test_corrupt_checkpoint(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    ckpt = run / "checkpoints" / "latest.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    before = snapshot(run)
+    for cmd in (["eval", str(run)], ["train", "--run-dir", str(run), "--resume", "--steps", "400"]):
+        assert "corrupt" in run_error(cmd, capsys)
+        assert snapshot(run) == before
+
+
+def test_help_documents_the_interface():
+    proc = wmrl("train", "--help")
+    for flag in ("--preset", "--env", "--steps", "--seed", "--run-dir", "--device", "--set", "--resume"):
+        assert flag in proc.stdout
