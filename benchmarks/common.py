@@ -1,0 +1,47 @@
+"""Shared by the benchmark scripts: machine/commit description and writing JSON + Markdown results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version()}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def save(name: str, payload: dict, table: str) -> None:
+    """Write results/<name>.json and results/<name>.md (the table plus how it was made)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": machine(), "commit": commit(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    (RESULTS / f"{name}.json").write_text(json.dumps({**meta, **payload}, indent=1))
+    header = "\n".join(f"- {k}: `{v}`" for k, v in meta.items())
+    (RESULTS / f"{name}.md").write_text(f"# {name}\n\n{header}\n\n{table}\n")
+    print(table)
