@@ -107,7 +107,7 @@ def _eval(args) -> None:
 
     if args.episodes < 1:
         raise WmrlError(f"--episodes {args.episodes} must be >= 1", "pass e.g. --episodes 10")
-    cfg, agent, _ = load_run(args.run_dir, args.device)
+    cfg, agent, _ = load_run(args.run_dir, args.device, with_replay=False)
     env = make_env(cfg.env, cfg.seed + 2 * EVAL_SEED_OFFSET)
     result = evaluate(agent, env, args.episodes, greedy=not args.sample)
     print(json.dumps(result))

@@ -1,0 +1,99 @@
+"""Train one configuration over several seeds, evaluate each, and report per-seed figures and medians.
+
+Each seed: `wmrl train ... --seed S --run-dir OUT/seedS` (timed: training wall time), then
+`wmrl eval OUT/seedS --episodes N` (greedy). A seed whose run directory has a checkpoint short of
+--steps is resumed, so long benchmarks can continue across sessions. Run seeds one at a time on an
+idle machine for honest wall times (or pass --parallel with --set threads=1 and say so).
+
+  python benchmarks/seeds.py --name cartpole --env CartPole-v1 --steps 20000 --seeds 1 2 3
+  python benchmarks/seeds.py --name minatar_breakout --preset minatar --env MinAtar/Breakout-v1 \\
+      --steps 100000 --seeds 1 2 --reference "DQN (MinAtar paper, 1M frames): ~9.5"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from common import save
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wmrl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wmrl", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def checkpoint_step(run: Path) -> int:
+    ckpt = run / "checkpoints" / "latest.pt"
+    return torch.load(ckpt, weights_only=False)["counters"]["step"] if ckpt.exists() else -1
+
+
+def run_seed(args, seed: int) -> dict:
+    run = Path(args.out) / f"seed{seed}"
+    done = checkpoint_step(run)
+    timing_file = run / "benchmark_wall_seconds.json"
+    wall = json.loads(timing_file.read_text())["seconds"] if timing_file.exists() else 0.0
+    if done < args.steps:
+        if done >= 0:
+            cmd = ["train", "--run-dir", str(run), "--resume", "--steps", str(args.steps), "--no-progress"]
+        else:
+            cmd = ["train", "--env", args.env, "--steps", str(args.steps), "--seed", str(seed), "--run-dir", str(run),
+                   "--no-progress"] + [x for p in args.preset for x in ("--preset", p)] + \
+                  [x for s in args.set for x in ("--set", s)]
+        start = time.time()
+        proc = wmrl(*cmd)
+        wall += time.time() - start  # summed over sessions when resumed
+        run.mkdir(parents=True, exist_ok=True)
+        timing_file.write_text(json.dumps({"seconds": wall}))
+        if proc.returncode != 0:
+            raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
+    ev = json.loads(wmrl("eval", str(run), "--episodes", str(args.episodes)).stdout)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["step"], r["eval/return_mean"]) for r in rows if "eval/return_mean" in r]
+    reached = next((s for s, m in evals if args.target is not None and m >= args.target), None)
+    result = {"seed": seed, "train_minutes": wall / 60, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
+              "returns": ev["returns"], "first_eval_step_at_target": reached, "run_dir": str(run)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", required=True)
+    p.add_argument("--env", required=True)
+    p.add_argument("--preset", action="append", default=[])
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--seeds", type=int, nargs="+", required=True)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--target", type=float, default=None, help="report the first evaluation step reaching this")
+    p.add_argument("--reference", default="", help="a published reference to print beside the result")
+    p.add_argument("--out", default=None, help="run directories (default runs/bench-NAME)")
+    args = p.parse_args()
+    args.out = args.out or str(ROOT / "runs" / f"bench-{args.name}")
+    results = [run_seed(args, s) for s in args.seeds]
+    med = statistics.median(r["return_mean"] for r in results)
+    lines = [f"Env `{args.env}`, {args.steps} env steps, presets {args.preset or ['cartpole (default)']}, "
+             f"overrides {args.set or 'none'}; greedy evaluation over {args.episodes} episodes per seed.", "",
+             "| seed | train wall time (min) | greedy return mean | std | first eval step at target |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['seed']} | {r['train_minutes']:.1f} | {r['return_mean']:.1f} | {r['return_std']:.1f} | "
+                     f"{r['first_eval_step_at_target'] or '-'} |")
+    lines.append(f"| **median** | {statistics.median(r['train_minutes'] for r in results):.1f} | **{med:.1f}** | | |")
+    if args.reference:
+        lines.append(f"\nReference: {args.reference}")
+    save(args.name, {"env": args.env, "steps": args.steps, "seeds": args.seeds, "median_return": med,
+                     "results": results}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
