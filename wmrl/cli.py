@@ -93,7 +93,7 @@ def _train(args) -> None:
         # Build the env once before touching the disk, so a bad env id leaves no directory behind.
         from wmrl.envs.factory import env_spec, make_env
 
-        env_spec(make_env(cfg.env, cfg.seed)).num_actions
+        env_spec(make_env(cfg.env, cfg.seed))
     print(f"run directory: {run_dir}", file=sys.stderr)
     result = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(result))

@@ -57,7 +57,7 @@ class Agent:
         return self.wm.initial(1)
 
     # ------------------------------------------------------------------------------------- learning
-    def _batch(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    def to_tensors(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()}
 
     def update(self, replay: Replay, rng: np.random.Generator) -> dict[str, float]:
@@ -65,10 +65,10 @@ class Agent:
         tc, ac = self.cfg.train, self.cfg.actor_critic
         self.wm.train()
         with self.autocast():
-            loss, metrics = self.wm.loss(self._batch(replay.sample(tc.wm_batch, tc.wm_seq, rng)))
+            loss, metrics = self.wm.loss(self.to_tensors(replay.sample(tc.wm_batch, tc.wm_seq, rng)))
         metrics["wm/grad_norm"] = optimizer_step(loss, self.wm, self.wm_opt, self.wm_optim_cfg)
         self.wm.eval()
-        ctx = self._batch(replay.sample(ac.imag_batch, ac.imag_context, rng))
+        ctx = self.to_tensors(replay.sample(ac.imag_batch, ac.imag_context, rng))
         with torch.no_grad(), self.autocast():
             start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
             rollout = self.wm.imagine(start, lambda feat: self.behavior.act(feat), ac.horizon)

@@ -93,7 +93,7 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
     length = min(context + horizon, len(replay))
     seq, usable = _pick_segment(replay, length, np.random.default_rng(seed))
     horizon = max(1, min(horizon, usable - context))
-    batch = agent._batch(seq)
+    batch = agent.to_tensors(seq)
     wm = agent.wm.eval()
     torch.manual_seed(seed)
     state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context], batch["is_first"][:, :context])

@@ -141,16 +141,15 @@ class CausalTransformer(nn.Module):
         """
         B, T, _ = x.shape
         C = self.cfg.context
-        if cache is None:
+        fresh = cache is None
+        if fresh:
             cache = self.empty_cache(B, x.device)
-            fresh = True
-        else:
-            fresh = False
+        in_place = T == 1 and not fresh
         seg = cache.last_seg[:, None] + is_first.long().cumsum(1)  # (B, T)
         pos = cache.next_pos + torch.arange(T, device=x.device)  # (T,)
         keep = torch.arange(max(0, T - C), T, device=x.device)  # new tokens that stay in the window
         slots = pos[keep] % C
-        if T == 1 and not fresh:
+        if in_place:
             # One token: write it into its slot first (the token it replaces left the window), then
             # attend over the buffer: O(context) work, no copy of the cache.
             cache.pos[slots] = pos
@@ -164,8 +163,8 @@ class CausalTransformer(nn.Module):
         mask = ((seg[:, :, None] == key_seg[:, None, :]) & visible[None])[:, None]  # (B, 1, T, K)
         rope = _rope_angles(pos, self.cfg.width // self.cfg.heads // 2)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, mask, self._attend(cache, i, T == 1 and not fresh, fresh, keep, slots))
-        if not (T == 1 and not fresh):
+            x = block(x, rope, mask, self._attend(cache, i, in_place, fresh, keep, slots))
+        if not in_place:
             cache.pos[slots] = pos[keep]
             cache.seg[:, slots] = seg[:, keep]
         cache.last_seg, cache.next_pos = seg[:, -1], cache.next_pos + T
