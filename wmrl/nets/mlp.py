@@ -23,7 +23,7 @@ class MLP(nn.Module):
         blocks: list[nn.Module] = []
         width = in_dim
         for _ in range(layers):
-            blocks += [nn.Linear(width, hidden, bias=False), nn.LayerNorm(hidden), nn.SiLU()]
+            blocks += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.SiLU()]
             width = hidden
         if out_dim:
             out = nn.Linear(width, out_dim)

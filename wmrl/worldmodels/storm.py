@@ -132,7 +132,7 @@ class Storm(WorldModel):
         made by `observe_sequence`, which keeps the token history."""
         z, h, first = state.z, state.h, state.first
         cache = state.cache.clone() if state.cache is not None else None
-        feats, actions, rewards, conts = [self.features(state)], [], [], []
+        feats, actions, outs = [self.features(state)], [], []
         history = state.tokens
         if not use_cache and history is None:
             raise ValueError("uncached imagination needs a state from observe_sequence with T > 1")
@@ -148,10 +148,12 @@ class Storm(WorldModel):
             z = sample_onehot(self._prior(h)).flatten(-2)
             first = torch.zeros_like(first)
             actions.append(a)
-            rewards.append(self.twohot.decode(self.reward_head(h)))
-            conts.append(1 - torch.sigmoid(self.terminal_head(h)[..., 0].float()))
+            outs.append(h)
             feats.append(torch.cat([z, h], -1))
-        return Rollout(torch.stack(feats, 1), torch.stack(actions, 1), torch.stack(rewards, 1), torch.stack(conts, 1))
+        out = torch.stack(outs, 1)  # (B, H, width): the heads run once on all steps
+        reward = self.twohot.decode(self.reward_head(out))
+        cont = 1 - torch.sigmoid(self.terminal_head(out)[..., 0].float())
+        return Rollout(torch.stack(feats, 1), torch.stack(actions, 1), reward, cont)
 
     def loss(self, batch):
         obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]
