@@ -10,6 +10,8 @@ import torch
 
 from wmrl.behavior.returns import ReturnNormalizer, continuation_weights, lambda_returns
 from wmrl.nets.categorical import categorical_kl, gumbel_argmax, unimix_logits
+from wmrl.nets.encoders import EncoderConfig, VectorEncoder
+from wmrl.nets.normalize import RunningNorm
 from wmrl.nets.twohot import TwoHot, symexp, symlog
 
 
@@ -120,3 +122,33 @@ def test_gumbel_sampling_follows_the_distribution():
     idx = gumbel_argmax(probs.log().expand(20000, 3))
     freq = torch.bincount(idx, minlength=3).float() / 20000
     assert torch.allclose(freq, probs, atol=0.015)
+
+
+def test_running_norm_merges_batches_into_exact_moments():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal([2.0, -1.0, 0.0], [0.02, 3.0, 1.0], size=(n, 3)) for n in (5, 64, 1, 300)]
+    norm = RunningNorm(3, eps=0.0)
+    x = torch.zeros(3)
+    assert torch.equal(norm(x), x)  # identity before any statistics
+    for b in batches:
+        norm.update(torch.as_tensor(b, dtype=torch.float32)[None])  # leading dims are flattened
+    data = np.concatenate(batches)
+    np.testing.assert_allclose(norm.mean.numpy(), data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose((norm.m2 / norm.count).numpy(), data.var(0), rtol=1e-4)
+    y = norm(torch.as_tensor(data, dtype=torch.float32))
+    np.testing.assert_allclose(y.std(0, unbiased=False).numpy(), 1.0, rtol=1e-3)  # the 0.02-wide dimension too
+    assert torch.allclose(norm.inverse(y), torch.as_tensor(data, dtype=torch.float32), atol=1e-4)
+
+
+def test_vector_encoder_updates_statistics_only_when_training():
+    enc = VectorEncoder((2,), EncoderConfig(hidden=8, layers=1))
+    obs = torch.tensor([[1.0, 10.0], [3.0, 30.0]])
+    enc.eval()
+    enc(obs)
+    assert enc.scale.count == 0
+    enc.train()
+    enc(obs)
+    assert enc.scale.count == 2 and torch.allclose(enc.scale.mean, torch.tensor([2.0, 20.0], dtype=torch.float64))
+    restored = VectorEncoder((2,), EncoderConfig(hidden=8, layers=1))
+    restored.load_state_dict(enc.state_dict())
+    assert torch.equal(restored.scale.mean, enc.scale.mean)

@@ -159,6 +159,7 @@ def _positive(section: str, obj: Any, *names: str) -> None:
 def _validate_models(cfg: Config) -> None:
     s, t, ac = cfg.storm, cfg.storm.transformer, cfg.actor_critic
     _positive("storm", s, "stoch", "classes", "head_hidden", "reward_bins")
+    s.encoder.validate()
     _positive("storm.transformer", t, "layers", "width", "heads", "ffn")
     if t.width % t.heads or (t.width // t.heads) % 2:
         raise WmrlError(f"storm.transformer.width={t.width} does not split into {t.heads} heads of even size",

@@ -1,6 +1,6 @@
 """Observation encoders and decoders shared by every world model.
 
-Vectors are symlog-squashed and passed through an MLP (DreamerV3). Images are uint8 (C, H, W);
+Vectors are standardised per dimension (or symlog-squashed, as DreamerV3) and go through an MLP. Images are uint8 (C, H, W);
 they are scaled to [0, 1] and go through stride-2 convolutions (STORM / World Models: kernel 4,
 stride 2, padding 1, channels depth * 2**i). Decoders mirror the encoders; their losses are summed
 over observation dimensions, like STORM's pixel-summed MSE.
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wmrl.errors import WmrlError
 from wmrl.nets.mlp import MLP
+from wmrl.nets.normalize import RunningNorm
 from wmrl.nets.twohot import symexp, symlog
 
 
@@ -28,6 +30,14 @@ class EncoderConfig:
     """Width of the MLP used for vector observations."""
     layers: int = 2
     """Hidden layers of the vector MLP."""
+    vector_scaling: str = "standardize"
+    """Vector inputs and reconstruction targets: "standardize" (running per-dimension mean and std, see
+    nets/normalize.py) or "symlog" (DreamerV3)."""
+
+    def validate(self) -> None:
+        if self.vector_scaling not in ("standardize", "symlog"):
+            raise WmrlError(f"storm.encoder.vector_scaling={self.vector_scaling!r} is not known",
+                            "use standardize or symlog")
 
 
 def _conv_sizes(size: int, stages: int) -> list[int]:
@@ -112,35 +122,51 @@ class ImageDecoder(nn.Module):
         return (pred.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
 
 
+class Symlog(nn.Module):
+    """DreamerV3's scaling of vector inputs and targets: symlog, no statistics."""
+
+    def update(self, x: torch.Tensor) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return symlog(x.float())
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return symexp(y.float())
+
+
 class VectorEncoder(nn.Module):
-    """(..., D) float -> (..., hidden) features of symlog(obs)."""
+    """(..., D) float -> (..., hidden) features of the scaled observation (see EncoderConfig.vector_scaling)."""
 
     def __init__(self, obs_shape: tuple[int, ...], cfg: EncoderConfig):
         super().__init__()
+        self.scale = RunningNorm(obs_shape[0]) if cfg.vector_scaling == "standardize" else Symlog()
         self.net = MLP(obs_shape[0], 0, cfg.hidden, cfg.layers)
         self.out_dim = self.net.out_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(symlog(obs.float()))
+        if self.training:
+            self.scale.update(obs)
+        return self.net(self.scale(obs))
 
 
 class VectorDecoder(nn.Module):
-    """(..., in_dim) -> (..., D) prediction in symlog space."""
+    """(..., in_dim) -> (..., D) prediction in the encoder's scaled space (targets share its statistics)."""
 
-    def __init__(self, in_dim: int, obs_dim: int, cfg: EncoderConfig):
+    def __init__(self, in_dim: int, encoder: VectorEncoder, obs_dim: int, cfg: EncoderConfig):
         super().__init__()
+        self.scale = encoder.scale  # shared module: the same statistics, saved under both names
         self.net = MLP(in_dim, obs_dim, cfg.hidden, cfg.layers)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         return self.net(feat)
 
-    @staticmethod
-    def loss(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        return (pred.float() - symlog(obs.float())).pow(2).sum(-1)
+    def loss(self, pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """(..., D) prediction and raw observation -> (...,) squared error summed over dimensions."""
+        return (pred.float() - self.scale(obs)).pow(2).sum(-1)
 
-    @staticmethod
-    def to_obs(pred: torch.Tensor) -> torch.Tensor:
-        return symexp(pred.float())
+    def to_obs(self, pred: torch.Tensor) -> torch.Tensor:
+        return self.scale.inverse(pred)
 
 
 def make_encoder(obs_shape: tuple[int, ...], is_image: bool, cfg: EncoderConfig) -> nn.Module:
@@ -150,4 +176,4 @@ def make_encoder(obs_shape: tuple[int, ...], is_image: bool, cfg: EncoderConfig)
 def make_decoder(in_dim: int, encoder: nn.Module, obs_shape: tuple[int, ...], cfg: EncoderConfig) -> nn.Module:
     if isinstance(encoder, ImageEncoder):
         return ImageDecoder(in_dim, encoder, obs_shape[0])
-    return VectorDecoder(in_dim, obs_shape[0], cfg)
+    return VectorDecoder(in_dim, encoder, obs_shape[0], cfg)
