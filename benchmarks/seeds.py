@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -77,12 +78,19 @@ def main() -> None:
     p.add_argument("--target", type=float, default=None, help="report the first evaluation step reaching this")
     p.add_argument("--reference", default="", help="a published reference to print beside the result")
     p.add_argument("--out", default=None, help="run directories (default runs/bench-NAME)")
+    p.add_argument("--parallel", action="store_true",
+                   help="train all seeds at once (give each one thread: --set threads=1; wall times then share the CPU)")
     args = p.parse_args()
     args.out = args.out or str(ROOT / "runs" / f"bench-{args.name}")
-    results = [run_seed(args, s) for s in args.seeds]
+    if args.parallel:
+        with ThreadPoolExecutor(len(args.seeds)) as pool:
+            results = list(pool.map(lambda s: run_seed(args, s), args.seeds))
+    else:
+        results = [run_seed(args, s) for s in args.seeds]
     med = statistics.median(r["return_mean"] for r in results)
     lines = [f"Env `{args.env}`, {args.steps} env steps, presets {args.preset or ['cartpole (default)']}, "
-             f"overrides {args.set or 'none'}; greedy evaluation over {args.episodes} episodes per seed.", "",
+             f"overrides {args.set or 'none'}; greedy evaluation over {args.episodes} episodes per seed; seeds trained "
+             + ("in parallel (sharing the CPU)." if args.parallel else "one at a time."), "",
              "| seed | train wall time (min) | greedy return mean | std | first eval step at target |",
              "|---:|---:|---:|---:|---:|"]
     for r in results:
