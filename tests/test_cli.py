@@ -176,6 +176,21 @@ def test_corrupt_checkpoint(trained_run, tmp_path, capsys):
         assert snapshot(run) == before
 
 
+def test_checkpoint_that_does_not_fit_the_config(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    ckpt = run / "checkpoints" / "latest.pt"
+    payload = torch.load(ckpt, weights_only=False)
+    payload["agent"]["wm"].pop(next(iter(payload["agent"]["wm"])))
+    torch.save(payload, ckpt)
+    before = snapshot(run)
+    for cmd in (["eval", str(run)], ["train", "--run-dir", str(run), "--resume", "--steps", "400"]):
+        assert "do not fit" in run_error(cmd, capsys)
+        assert snapshot(run) == before
+
+
 def test_help_documents_the_interface():
     proc = wmrl("train", "--help")
     for flag in ("--preset", "--env", "--steps", "--seed", "--run-dir", "--device", "--set", "--resume"):

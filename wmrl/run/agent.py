@@ -10,6 +10,7 @@ import torch
 from wmrl.behavior.actor_critic import ActorCritic
 from wmrl.data.replay import Replay
 from wmrl.envs.factory import EnvSpec
+from wmrl.errors import WmrlError
 from wmrl.nets.optim import make_optimizer, optimizer_step
 from wmrl.worldmodels.registry import build_world_model
 
@@ -18,8 +19,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from wmrl.errors import WmrlError
-
         raise WmrlError("--device cuda was asked for but no CUDA device is visible", "use --device cpu or auto")
     return torch.device(name)
 
@@ -82,7 +81,13 @@ class Agent:
                 "behavior": self.behavior.state_dict(), "behavior_opt": self.behavior.opt.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.wm.load_state_dict(state["wm"])
-        self.wm_opt.load_state_dict(state["wm_opt"])
-        self.behavior.load_state_dict(state["behavior"])
-        self.behavior.opt.load_state_dict(state["behavior_opt"])
+        try:
+            self.wm.load_state_dict(state["wm"])
+            self.wm_opt.load_state_dict(state["wm_opt"])
+            self.behavior.load_state_dict(state["behavior"])
+            self.behavior.opt.load_state_dict(state["behavior_opt"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0][:200]
+            raise WmrlError(f"the checkpoint's weights do not fit the model its config.yaml describes ({first})",
+                            "the run was made by another wmrl version or its config.yaml was edited: "
+                            "restore the original config.yaml, or start a new run") from e

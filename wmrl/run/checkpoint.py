@@ -15,7 +15,7 @@ import torch
 from wmrl.errors import WmrlError
 from wmrl.run.files import atomic_torch_save
 
-FORMAT = 1
+FORMAT = 2  # 2: MLP hidden layers have biases; vector encoders keep running statistics
 
 
 def checkpoint_path(run_dir: Path) -> Path:
