@@ -1,9 +1,9 @@
 """Observation encoders and decoders shared by every world model.
 
 Vectors are standardised per dimension (or symlog-squashed, as DreamerV3) and go through an MLP.
-Images are uint8 (C, H, W); they are scaled to [0, 1] and go through stride-2 convolutions (STORM / World Models: kernel 4,
-stride 2, padding 1, channels depth * 2**i). Decoders mirror the encoders; their losses are summed
-over observation dimensions, like STORM's pixel-summed MSE.
+Images are uint8 (C, H, W); they are scaled to [0, 1] and go through stride-2 convolutions
+(STORM / World Models: kernel 4, stride 2, padding 1, channels depth * 2**i). Decoders mirror the
+encoders; their losses are summed over observation dimensions, like STORM's pixel-summed MSE.
 """
 
 from __future__ import annotations
