@@ -19,7 +19,7 @@ def test_storm_actor_critic_learns_a_contextual_bandit(tmp_path):
                  "train.train_ratio=0.5", "train.eval_every=1200", "train.eval_episodes=10", "train.wm_batch=16",
                  "storm.optim.lr=0.001", "storm.transformer.dropout=0", "storm.transformer.width=64",
                  "storm.head_hidden=64", "storm.encoder.hidden=64", "actor_critic.imag_batch=64",
-                 "actor_critic.optim.lr=0.0003", "actor_critic.entropy=0.01"]
+                 "actor_critic.actor_optim.lr=0.0003", "actor_critic.critic_optim.lr=0.0003", "actor_critic.entropy=0.01"]
     cfg = config_mod.build(["debug"], {"seed": 3}, overrides)
     device = setup_torch(cfg)
     _, _, untrained, _ = build(cfg, tmp_path / "untrained", device)

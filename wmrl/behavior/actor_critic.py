@@ -43,7 +43,10 @@ class ActorCriticConfig:
     """Imagination start states per update."""
     imag_context: int = 8
     """Real steps observed before each imagination."""
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-5, clip=100.0))
+    actor_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-5, clip=100.0))
+    critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5, eps=1e-5, clip=100.0))
+    """Separate settings: with a few thousand updates (CPU budgets) the two-hot critic needs a
+    larger step than the actor to track the returns."""
 
 
 class ActorCritic(nn.Module):
@@ -55,7 +58,8 @@ class ActorCritic(nn.Module):
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.twohot = TwoHot(cfg.value_bins)
         self.normalizer = ReturnNormalizer(cfg.return_norm_decay)
-        self.opt = make_optimizer(nn.ModuleList([self.actor, self.critic]), cfg.optim)
+        self.actor_opt = make_optimizer(self.actor, cfg.actor_optim)
+        self.critic_opt = make_optimizer(self.critic, cfg.critic_optim)
 
     def log_policy(self, feat: torch.Tensor) -> torch.Tensor:
         """(..., F) -> (..., actions) log-probabilities, with `unimix` uniform mixed in."""
@@ -86,13 +90,21 @@ class ActorCritic(nn.Module):
         # computed as one cross-entropy against the summed two-hot targets.
         target = self.twohot.encode(returns) + self.cfg.slow_reg * self.twohot.encode(slow_value[:, :-1])
         critic_loss = (weight * self.twohot.cross_entropy(self.critic(feat[:, :-1]), target)).mean()
-        params = nn.ModuleList([self.actor, self.critic])
-        grad_norm = optimizer_step(actor_loss + critic_loss, params, self.opt, self.cfg.optim)
+        actor_norm = optimizer_step(actor_loss, self.actor, self.actor_opt, self.cfg.actor_optim)
+        critic_norm = optimizer_step(critic_loss, self.critic, self.critic_opt, self.cfg.critic_optim)
         self._update_slow()
         return {"ac/actor_loss": actor_loss.item(), "ac/critic_loss": critic_loss.item(),
                 "ac/entropy": entropy.mean().item(), "ac/return": returns.mean().item(),
                 "ac/return_scale": float(scale), "ac/imag_reward": reward.mean().item(),
-                "ac/imag_cont": cont.mean().item(), "ac/grad_norm": grad_norm}
+                "ac/imag_cont": cont.mean().item(), "ac/actor_grad_norm": actor_norm,
+                "ac/critic_grad_norm": critic_norm, "ac/value": slow_value.mean().item()}
+
+    def optim_state_dict(self) -> dict:
+        return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}
+
+    def load_optim_state_dict(self, state: dict) -> None:
+        self.actor_opt.load_state_dict(state["actor"])
+        self.critic_opt.load_state_dict(state["critic"])
 
     @torch.no_grad()
     def _update_slow(self) -> None:

@@ -78,14 +78,14 @@ class Agent:
     # ------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {"wm": self.wm.state_dict(), "wm_opt": self.wm_opt.state_dict(),
-                "behavior": self.behavior.state_dict(), "behavior_opt": self.behavior.opt.state_dict()}
+                "behavior": self.behavior.state_dict(), "behavior_opt": self.behavior.optim_state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         try:
             self.wm.load_state_dict(state["wm"])
             self.wm_opt.load_state_dict(state["wm_opt"])
             self.behavior.load_state_dict(state["behavior"])
-            self.behavior.opt.load_state_dict(state["behavior_opt"])
+            self.behavior.load_optim_state_dict(state["behavior_opt"])
         except (KeyError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0][:200]
             raise WmrlError(f"the checkpoint's weights do not fit the model its config.yaml describes ({first})",
