@@ -20,12 +20,13 @@ import yaml
 from wmrl.behavior.actor_critic import ActorCriticConfig
 from wmrl.data.replay import ReplayConfig
 from wmrl.envs.factory import EnvConfig
-from wmrl.errors import WmrlError
+from wmrl.errors import WmrlError, require_positive
 from wmrl.run.train_config import TrainConfig
+from wmrl.worldmodels.rssm import RssmConfig
 from wmrl.worldmodels.storm import StormConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
-WORLD_MODELS = ("storm",)
+WORLD_MODELS = ("storm", "rssm")
 BEHAVIORS = ("actor_critic",)
 
 
@@ -43,6 +44,7 @@ class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     storm: StormConfig = field(default_factory=StormConfig)
+    rssm: RssmConfig = field(default_factory=RssmConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -149,27 +151,15 @@ def validate(cfg: Config) -> None:
     _validate_models(cfg)
 
 
-def _positive(section: str, obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value <= 0:
-            raise WmrlError(f"{section}.{name}={value} must be positive", f"set --set {section}.{name}=<positive>")
-
-
 def _validate_models(cfg: Config) -> None:
-    s, t, ac = cfg.storm, cfg.storm.transformer, cfg.actor_critic
-    _positive("storm", s, "stoch", "classes", "head_hidden", "reward_bins")
-    s.encoder.validate()
-    _positive("storm.transformer", t, "layers", "width", "heads", "ffn")
-    if t.width % t.heads or (t.width // t.heads) % 2:
-        raise WmrlError(f"storm.transformer.width={t.width} does not split into {t.heads} heads of even size",
-                        "choose width divisible by 2 * heads, e.g. width=256 heads=4")
-    if t.context < 2:
-        raise WmrlError(f"storm.transformer.context={t.context} must be >= 2", "use e.g. 64 (STORM paper)")
-    if cfg.train.wm_seq > t.context:
-        raise WmrlError(f"train.wm_seq={cfg.train.wm_seq} is longer than storm.transformer.context={t.context}",
-                        "make the training sequences at most as long as the attention window")
-    _positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
+    ac = cfg.actor_critic
+    model_cfg = getattr(cfg, cfg.world_model)
+    model_cfg.validate(cfg.world_model)
+    if cfg.world_model == "storm" and cfg.train.wm_seq > cfg.storm.transformer.context:
+        raise WmrlError(f"train.wm_seq={cfg.train.wm_seq} is longer than storm.transformer.context="
+                        f"{cfg.storm.transformer.context}", "make the training sequences at most as long as the "
+                        "attention window")
+    require_positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
     if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
         raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
                         "use gamma=0.985 lam=0.95 (STORM)")

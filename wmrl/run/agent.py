@@ -27,7 +27,7 @@ class Agent:
     def __init__(self, cfg, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.wm, self.wm_optim_cfg = build_world_model(
-            cfg.world_model, {"storm": cfg.storm}, spec.obs_shape, spec.is_image, spec.num_actions)
+            cfg.world_model, {"storm": cfg.storm, "rssm": cfg.rssm}, spec.obs_shape, spec.is_image, spec.num_actions)
         self.wm.to(device)
         self.wm_opt = make_optimizer(self.wm, self.wm_optim_cfg)
         self.behavior = ActorCritic(cfg.actor_critic, self.wm.feat_dim, spec.num_actions).to(device)

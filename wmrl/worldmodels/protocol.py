@@ -47,7 +47,12 @@ class WorldModel(nn.Module):
     """Base class of every world model. Subclasses implement the abstract methods below."""
 
     feat_dim: int
+    latent_dim: int
+    """Features are [z, h]: the stochastic latent (latent_dim) first, then the model's history state."""
     num_actions: int
+    deterministic: bool = False
+    """Observe and imagine with the mode of each latent instead of a sample (tests use it to compare
+    call paths exactly). Training losses always sample."""
 
     def initial(self, batch: int) -> Any:
         """A state before any observation; the first `observe` must have is_first=True."""
