@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from wmrl.behavior.actor_critic import ActorCriticConfig
+from wmrl.behavior.cem import CemConfig
 from wmrl.data.replay import ReplayConfig
 from wmrl.envs.factory import EnvConfig
 from wmrl.errors import WmrlError, require_positive
@@ -27,7 +28,7 @@ from wmrl.worldmodels.storm import StormConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
 WORLD_MODELS = ("storm", "rssm")
-BEHAVIORS = ("actor_critic",)
+BEHAVIORS = ("actor_critic", "cem")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Config:
     storm: StormConfig = field(default_factory=StormConfig)
     rssm: RssmConfig = field(default_factory=RssmConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    cem: CemConfig = field(default_factory=CemConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -152,20 +154,26 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_models(cfg: Config) -> None:
-    ac = cfg.actor_critic
-    model_cfg = getattr(cfg, cfg.world_model)
-    model_cfg.validate(cfg.world_model)
-    if cfg.world_model == "storm" and cfg.train.wm_seq > cfg.storm.transformer.context:
-        raise WmrlError(f"train.wm_seq={cfg.train.wm_seq} is longer than storm.transformer.context="
+    getattr(cfg, cfg.world_model).validate(cfg.world_model)
+    tc = cfg.train
+    if cfg.world_model == "storm" and tc.wm_seq > cfg.storm.transformer.context:
+        raise WmrlError(f"train.wm_seq={tc.wm_seq} is longer than storm.transformer.context="
                         f"{cfg.storm.transformer.context}", "make the training sequences at most as long as the "
                         "attention window")
+    if tc.warmup < tc.wm_seq:
+        raise WmrlError(f"train.warmup={tc.warmup} is shorter than a training sequence (train.wm_seq={tc.wm_seq})",
+                        "set train.warmup >= train.wm_seq")
+    if cfg.behavior == "cem":
+        cfg.cem.validate()
+        return
+    ac = cfg.actor_critic
     require_positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
     if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
         raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
                         "use gamma=0.985 lam=0.95 (STORM)")
-    if cfg.train.warmup < ac.imag_context or cfg.train.warmup < cfg.train.wm_seq:
-        raise WmrlError(f"train.warmup={cfg.train.warmup} is shorter than a training sequence",
-                        f"set train.warmup >= max(train.wm_seq, actor_critic.imag_context)")
+    if tc.warmup < ac.imag_context:
+        raise WmrlError(f"train.warmup={tc.warmup} is shorter than actor_critic.imag_context={ac.imag_context}",
+                        "set train.warmup >= actor_critic.imag_context")
 
 
 def to_dict(cfg: Config) -> dict:

@@ -86,6 +86,11 @@ class WorldModel(nn.Module):
             prev = action[:, t]
         return state
 
+    def select(self, state: Any, idx: torch.Tensor) -> Any:
+        """The batch rows idx (K,) int64 of `state`, as a new state (planners tile one state over their
+        candidates with idx = arange(B).repeat_interleave(N)). States implement it as `state.select(idx)`."""
+        return state.select(idx)
+
     def features(self, state: Any) -> torch.Tensor:
         """(B, F) features of a state."""
         raise NotImplementedError

@@ -50,6 +50,10 @@ class RssmState:
     h: torch.Tensor
     z: torch.Tensor | None
 
+    def select(self, idx: torch.Tensor) -> "RssmState":
+        """The batch rows idx (K,) of this state (see WorldModel.select)."""
+        return RssmState(self.h[idx], self.z[idx] if self.z is not None else None)
+
 
 class Rssm(WorldModel):
     def __init__(self, cfg: RssmConfig, obs_shape: tuple[int, ...], is_image: bool, num_actions: int):

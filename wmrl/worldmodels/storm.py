@@ -58,6 +58,12 @@ class StormState:
     first: torch.Tensor
     tokens: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def select(self, idx: torch.Tensor) -> "StormState":
+        """The batch rows idx (K,) of this state (see WorldModel.select)."""
+        return StormState(self.cache.select(idx) if self.cache is not None else None,
+                          self.z[idx] if self.z is not None else None, self.h[idx], self.first[idx],
+                          (self.tokens[0][idx], self.tokens[1][idx]) if self.tokens is not None else None)
+
 
 class Storm(WorldModel):
     def __init__(self, cfg: StormConfig, obs_shape: tuple[int, ...], is_image: bool, num_actions: int):
