@@ -21,7 +21,7 @@ Sample-efficient RL with learned world models.
 
 
 def _parser() -> argparse.ArgumentParser:
-    from wmrl.config import available_presets
+    from wmrl.config import BEHAVIORS, WORLD_MODELS, available_presets
 
     p = argparse.ArgumentParser(prog="wmrl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Train a world model and a behaviour in it. Presets stack in the order "
                                    f"given (available: {', '.join(available_presets())}; default cartpole); "
                                    "--set KEY=VALUE overrides any config field, e.g. --set storm.transformer.layers=2. "
+                                   f"Pick the world model with --set world_model={'|'.join(WORLD_MODELS)} and the "
+                                   f"behaviour with --set behavior={'|'.join(BEHAVIORS)}; every pair is valid. "
                                    "The run directory gets config.yaml, metrics.jsonl, tb/, learning_curve.png, "
                                    "checkpoints/ and replay/.")
     t.add_argument("--preset", action="append", default=[], metavar="NAME", help="preset to stack (repeatable)")

@@ -18,15 +18,17 @@ from typing import Any
 import yaml
 
 from wmrl.behavior.actor_critic import ActorCriticConfig
+from wmrl.behavior.cem import CemConfig
 from wmrl.data.replay import ReplayConfig
 from wmrl.envs.factory import EnvConfig
-from wmrl.errors import WmrlError
+from wmrl.errors import WmrlError, require_positive
 from wmrl.run.train_config import TrainConfig
+from wmrl.worldmodels.rssm import RssmConfig
 from wmrl.worldmodels.storm import StormConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
-WORLD_MODELS = ("storm",)
-BEHAVIORS = ("actor_critic",)
+WORLD_MODELS = ("storm", "rssm")
+BEHAVIORS = ("actor_critic", "cem")
 
 
 @dataclass
@@ -43,7 +45,9 @@ class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     storm: StormConfig = field(default_factory=StormConfig)
+    rssm: RssmConfig = field(default_factory=RssmConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    cem: CemConfig = field(default_factory=CemConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -149,33 +153,27 @@ def validate(cfg: Config) -> None:
     _validate_models(cfg)
 
 
-def _positive(section: str, obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value <= 0:
-            raise WmrlError(f"{section}.{name}={value} must be positive", f"set --set {section}.{name}=<positive>")
-
-
 def _validate_models(cfg: Config) -> None:
-    s, t, ac = cfg.storm, cfg.storm.transformer, cfg.actor_critic
-    _positive("storm", s, "stoch", "classes", "head_hidden", "reward_bins")
-    s.encoder.validate()
-    _positive("storm.transformer", t, "layers", "width", "heads", "ffn")
-    if t.width % t.heads or (t.width // t.heads) % 2:
-        raise WmrlError(f"storm.transformer.width={t.width} does not split into {t.heads} heads of even size",
-                        "choose width divisible by 2 * heads, e.g. width=256 heads=4")
-    if t.context < 2:
-        raise WmrlError(f"storm.transformer.context={t.context} must be >= 2", "use e.g. 64 (STORM paper)")
-    if cfg.train.wm_seq > t.context:
-        raise WmrlError(f"train.wm_seq={cfg.train.wm_seq} is longer than storm.transformer.context={t.context}",
-                        "make the training sequences at most as long as the attention window")
-    _positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
+    getattr(cfg, cfg.world_model).validate(cfg.world_model)
+    tc = cfg.train
+    if cfg.world_model == "storm" and tc.wm_seq > cfg.storm.transformer.context:
+        raise WmrlError(f"train.wm_seq={tc.wm_seq} is longer than storm.transformer.context="
+                        f"{cfg.storm.transformer.context}", "make the training sequences at most as long as the "
+                        "attention window")
+    if tc.warmup < tc.wm_seq:
+        raise WmrlError(f"train.warmup={tc.warmup} is shorter than a training sequence (train.wm_seq={tc.wm_seq})",
+                        "set train.warmup >= train.wm_seq")
+    if cfg.behavior == "cem":
+        cfg.cem.validate()
+        return
+    ac = cfg.actor_critic
+    require_positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
     if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
         raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
                         "use gamma=0.985 lam=0.95 (STORM)")
-    if cfg.train.warmup < ac.imag_context or cfg.train.warmup < cfg.train.wm_seq:
-        raise WmrlError(f"train.warmup={cfg.train.warmup} is shorter than a training sequence",
-                        f"set train.warmup >= max(train.wm_seq, actor_critic.imag_context)")
+    if tc.warmup < ac.imag_context:
+        raise WmrlError(f"train.warmup={tc.warmup} is shorter than actor_critic.imag_context={ac.imag_context}",
+                        "set train.warmup >= actor_critic.imag_context")
 
 
 def to_dict(cfg: Config) -> dict:

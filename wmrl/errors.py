@@ -12,3 +12,11 @@ class WmrlError(Exception):
         super().__init__(f"{problem}\n  fix: {fix}")
         self.problem = problem
         self.fix = fix
+
+
+def require_positive(section: str, obj: object, *names: str) -> None:
+    """Raise a WmrlError naming the first of `obj`'s fields `names` that is not > 0."""
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            raise WmrlError(f"{section}.{name}={value} must be positive", f"set --set {section}.{name}=<positive>")

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from wmrl.behavior.protocol import Behavior
 from wmrl.behavior.returns import ReturnNormalizer, continuation_weights, lambda_returns
 from wmrl.nets.categorical import gumbel_argmax, unimix_logits
 from wmrl.nets.mlp import MLP
 from wmrl.nets.optim import OptimConfig, make_optimizer, optimizer_step
 from wmrl.nets.twohot import TwoHot
-from wmrl.worldmodels.protocol import Rollout
+from wmrl.worldmodels.protocol import Rollout, WorldModel
 
 
 @dataclass
@@ -49,10 +50,11 @@ class ActorCriticConfig:
     larger step than the actor to track the returns."""
 
 
-class ActorCritic(nn.Module):
+class ActorCritic(Behavior):
     def __init__(self, cfg: ActorCriticConfig, feat_dim: int, num_actions: int):
         super().__init__()
         self.cfg, self.num_actions = cfg, num_actions
+        self.starts = (cfg.imag_batch, cfg.imag_context)
         self.actor = MLP(feat_dim, num_actions, cfg.hidden, cfg.layers)
         self.critic = MLP(feat_dim, cfg.value_bins, cfg.hidden, cfg.layers, zero_init=True)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -66,10 +68,18 @@ class ActorCritic(nn.Module):
         return unimix_logits(self.actor(feat), self.cfg.unimix)
 
     @torch.no_grad()
-    def act(self, feat: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+    def policy(self, feat: torch.Tensor, greedy: bool = False) -> torch.Tensor:
         """(B, F) -> (B,) actions: the mode if greedy, else a sample."""
         log_p = self.log_policy(feat)
         return log_p.argmax(-1) if greedy else gumbel_argmax(log_p)
+
+    def act(self, wm, state, feat, greedy):
+        return self.policy(feat, greedy)
+
+    def learn(self, wm: WorldModel, start) -> dict[str, float]:
+        with torch.no_grad():
+            rollout = wm.imagine(start, self.policy, self.cfg.horizon)
+        return self.update(rollout)
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """One actor and critic step on an imagined rollout (computed without gradients)."""

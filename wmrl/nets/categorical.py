@@ -29,6 +29,12 @@ def sample_onehot(log_probs: torch.Tensor, straight_through: bool = True) -> tor
     return onehot
 
 
+def draw(log_probs: torch.Tensor, mode: bool = False) -> torch.Tensor:
+    """(..., stoch, classes) log-probs -> (..., stoch * classes) flattened one-hot: a straight-through
+    sample, or the mode (no gradient) when `mode` (world models' `deterministic` switch)."""
+    return (mode_onehot(log_probs) if mode else sample_onehot(log_probs)).flatten(-2)
+
+
 def gumbel_argmax(log_probs: torch.Tensor) -> torch.Tensor:
     """A sample index from (..., classes) log-probs by the Gumbel-max trick (much faster than
     torch.multinomial on CPU for many small distributions)."""
@@ -59,3 +65,18 @@ def free_bits_mean(kl: torch.Tensor, valid: torch.Tensor, free_bits: float) -> t
     kl, valid: (...) with valid in {0, 1}.
     """
     return (kl.clamp(min=free_bits) * valid).sum() / valid.sum().clamp(min=1)
+
+
+def balanced_kl(post: torch.Tensor, prior: torch.Tensor, valid: torch.Tensor, free_bits: float,
+                dyn_scale: float, rep_scale: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """DreamerV3's KL balancing of a posterior and a prior, both (..., stoch, classes) log-probs.
+
+    dyn_scale * KL(sg(post) || prior) trains the prior (dynamics); rep_scale * KL(post || sg(prior))
+    trains the representation; each term has per-sample free bits. valid: (...) in {0, 1}.
+    Returns the loss and the mean KL of the valid entries as metrics.
+    """
+    dyn = categorical_kl(post.detach(), prior)
+    rep = categorical_kl(post, prior.detach())
+    loss = dyn_scale * free_bits_mean(dyn, valid, free_bits) + rep_scale * free_bits_mean(rep, valid, free_bits)
+    denom = valid.sum().clamp(min=1)
+    return loss, {"wm/kl_dyn": ((dyn * valid).sum() / denom).item(), "wm/kl_rep": ((rep * valid).sum() / denom).item()}

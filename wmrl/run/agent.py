@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import torch
 
-from wmrl.behavior.actor_critic import ActorCritic
+from wmrl.behavior.registry import build_behavior
 from wmrl.data.replay import Replay
 from wmrl.envs.factory import EnvSpec
 from wmrl.errors import WmrlError
@@ -27,10 +27,10 @@ class Agent:
     def __init__(self, cfg, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.wm, self.wm_optim_cfg = build_world_model(
-            cfg.world_model, {"storm": cfg.storm}, spec.obs_shape, spec.is_image, spec.num_actions)
+            cfg.world_model, {"storm": cfg.storm, "rssm": cfg.rssm}, spec.obs_shape, spec.is_image, spec.num_actions)
         self.wm.to(device)
         self.wm_opt = make_optimizer(self.wm, self.wm_optim_cfg)
-        self.behavior = ActorCritic(cfg.actor_critic, self.wm.feat_dim, spec.num_actions).to(device)
+        self.behavior = build_behavior(cfg, self.wm.feat_dim, spec.num_actions).to(device)
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if bf16 else None
 
@@ -49,7 +49,7 @@ class Agent:
         f = torch.tensor([is_first], device=self.device)
         with self.autocast():
             state, feat = self.wm.observe(state, o, a, f)
-            action = self.behavior.act(feat, greedy)
+            action = self.behavior.act(self.wm, state, feat, greedy)
         return state, int(action[0])
 
     def initial_state(self):
@@ -60,19 +60,19 @@ class Agent:
         return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()}
 
     def update(self, replay: Replay, rng: np.random.Generator) -> dict[str, float]:
-        """One world-model step on replay sequences, then one behaviour step on imagined rollouts."""
-        tc, ac = self.cfg.train, self.cfg.actor_critic
+        """One world-model step on replay sequences, then one behaviour step from replayed start states."""
+        tc = self.cfg.train
         self.wm.train()
         with self.autocast():
             loss, metrics = self.wm.loss(self.to_tensors(replay.sample(tc.wm_batch, tc.wm_seq, rng)))
         metrics["wm/grad_norm"] = optimizer_step(loss, self.wm, self.wm_opt, self.wm_optim_cfg)
         self.wm.eval()
-        ctx = self.to_tensors(replay.sample(ac.imag_batch, ac.imag_context, rng))
-        with torch.no_grad(), self.autocast():
-            start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
-            rollout = self.wm.imagine(start, lambda feat: self.behavior.act(feat), ac.horizon)
-        with self.autocast():
-            metrics.update(self.behavior.update(rollout))
+        if self.behavior.starts is not None:
+            ctx = self.to_tensors(replay.sample(*self.behavior.starts, rng))
+            with torch.no_grad(), self.autocast():
+                start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
+            with self.autocast():
+                metrics.update(self.behavior.learn(self.wm, start))
         return metrics
 
     # ------------------------------------------------------------------------------------- state

@@ -15,7 +15,7 @@ import torch
 from wmrl.errors import WmrlError
 from wmrl.run.files import atomic_torch_save
 
-FORMAT = 3  # 2: MLP hidden layers have biases, vector running statistics; 3: actor and critic optimisers apart
+FORMAT = 4  # 2: MLP biases, vector running statistics; 3: actor and critic optimisers apart; 4: shared outcome heads
 
 
 def checkpoint_path(run_dir: Path) -> Path:

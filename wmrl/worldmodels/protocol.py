@@ -47,7 +47,12 @@ class WorldModel(nn.Module):
     """Base class of every world model. Subclasses implement the abstract methods below."""
 
     feat_dim: int
+    latent_dim: int
+    """Features are [z, h]: the stochastic latent (latent_dim) first, then the model's history state."""
     num_actions: int
+    deterministic: bool = False
+    """Observe and imagine with the mode of each latent instead of a sample (tests use it to compare
+    call paths exactly). Training losses always sample."""
 
     def initial(self, batch: int) -> Any:
         """A state before any observation; the first `observe` must have is_first=True."""
@@ -80,6 +85,11 @@ class WorldModel(nn.Module):
             state, _ = self.observe(state, obs[:, t], prev, is_first[:, t])
             prev = action[:, t]
         return state
+
+    def select(self, state: Any, idx: torch.Tensor) -> Any:
+        """The batch rows idx (K,) int64 of `state`, as a new state (planners tile one state over their
+        candidates with idx = arange(B).repeat_interleave(N)). States implement it as `state.select(idx)`."""
+        return state.select(idx)
 
     def features(self, state: Any) -> torch.Tensor:
         """(B, F) features of a state."""

@@ -6,12 +6,13 @@ from typing import Any
 
 from wmrl.nets.optim import OptimConfig
 from wmrl.worldmodels.protocol import WorldModel
+from wmrl.worldmodels.rssm import Rssm
 from wmrl.worldmodels.storm import Storm
 
 
 def build_world_model(name: str, cfgs: dict[str, Any], obs_shape: tuple[int, ...], is_image: bool,
                       num_actions: int) -> tuple[WorldModel, OptimConfig]:
     """The model and its optimiser settings; `cfgs` maps model names to their config sections."""
-    builders = {"storm": lambda c: Storm(c, obs_shape, is_image, num_actions)}
+    classes = {"storm": Storm, "rssm": Rssm}
     cfg = cfgs[name]
-    return builders[name](cfg), cfg.optim
+    return classes[name](cfg, obs_shape, is_image, num_actions), cfg.optim

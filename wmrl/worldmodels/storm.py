@@ -20,35 +20,29 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from wmrl.nets.categorical import categorical_kl, free_bits_mean, sample_onehot, unimix_logits
-from wmrl.nets.encoders import EncoderConfig
+from wmrl.errors import WmrlError, require_positive
+from wmrl.nets.categorical import balanced_kl, draw, unimix_logits
 from wmrl.nets.mlp import MLP
-from wmrl.nets.optim import OptimConfig
-from wmrl.nets.twohot import TwoHot
+from wmrl.worldmodels.model_config import CategoricalLatentConfig
+from wmrl.worldmodels.outcome_heads import OutcomeHeads
 from wmrl.worldmodels.protocol import Policy, Rollout, WorldModel, next_actions
 from wmrl.worldmodels.storm_tokenizer import CategoricalVAE
 from wmrl.worldmodels.storm_transformer import CausalTransformer, KVCache, TransformerConfig
 
 
 @dataclass
-class StormConfig:
-    stoch: int = 32
-    """Categorical latent variables per observation."""
-    classes: int = 32
-    """Classes per latent variable."""
-    unimix: float = 0.01
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+class StormConfig(CategoricalLatentConfig):
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
-    head_hidden: int = 512
-    head_layers: int = 1
-    reward_bins: int = 255
-    kl_dyn: float = 0.5
-    """Weight of KL(sg(posterior) || prior), which trains the dynamics."""
-    kl_rep: float = 0.1
-    """Weight of KL(posterior || sg(prior)), which trains the representation."""
-    free_bits: float = 1.0
-    """Each sample's KL below this many nats is not penalised (applied per sample, not to the batch mean)."""
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, eps=1e-8, clip=1000.0))
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        t = self.transformer
+        require_positive(f"{section}.transformer", t, "layers", "width", "heads", "ffn")
+        if t.width % t.heads or (t.width // t.heads) % 2:
+            raise WmrlError(f"{section}.transformer.width={t.width} does not split into {t.heads} heads of even "
+                            "size", "choose width divisible by 2 * heads, e.g. width=256 heads=4")
+        if t.context < 2:
+            raise WmrlError(f"{section}.transformer.context={t.context} must be >= 2", "use e.g. 64 (STORM paper)")
 
 
 @dataclass
@@ -64,6 +58,12 @@ class StormState:
     first: torch.Tensor
     tokens: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def select(self, idx: torch.Tensor) -> "StormState":
+        """The batch rows idx (K,) of this state (see WorldModel.select)."""
+        return StormState(self.cache.select(idx) if self.cache is not None else None,
+                          self.z[idx] if self.z is not None else None, self.h[idx], self.first[idx],
+                          (self.tokens[0][idx], self.tokens[1][idx]) if self.tokens is not None else None)
+
 
 class Storm(WorldModel):
     def __init__(self, cfg: StormConfig, obs_shape: tuple[int, ...], is_image: bool, num_actions: int):
@@ -74,10 +74,9 @@ class Storm(WorldModel):
         self.tokenizer = MLP(self.vae.latent_dim + num_actions, width, width, 1)
         self.transformer = CausalTransformer(cfg.transformer)
         self.prior_head = MLP(width, self.vae.latent_dim, cfg.head_hidden, cfg.head_layers)
-        self.twohot = TwoHot(cfg.reward_bins)
-        self.reward_head = MLP(width, cfg.reward_bins, cfg.head_hidden, cfg.head_layers, zero_init=True)
-        self.terminal_head = MLP(width, 1, cfg.head_hidden, cfg.head_layers)
-        self.feat_dim = self.vae.latent_dim + width
+        self.heads = OutcomeHeads(width, cfg.head_hidden, cfg.head_layers, cfg.reward_bins)
+        self.latent_dim = self.vae.latent_dim
+        self.feat_dim = self.latent_dim + width
 
     # ----------------------------------------------------------------------------- helpers
     def _token(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -88,7 +87,7 @@ class Storm(WorldModel):
         return unimix_logits(logits.reshape(*logits.shape[:-1], self.cfg.stoch, self.cfg.classes), self.cfg.unimix)
 
     def _device(self) -> torch.device:
-        return self.twohot.bins.device
+        return self.heads.twohot.bins.device
 
     # ----------------------------------------------------------------------------- protocol
     def initial(self, batch: int) -> StormState:
@@ -109,13 +108,13 @@ class Storm(WorldModel):
             out, cache = self.transformer(self._token(state.z, prev_action)[:, None], state.first[:, None], cache)
             h = out[:, 0]
         h = torch.where(is_first[:, None], torch.zeros_like(h), h)
-        z = self.vae.sample(self.vae.posterior(obs))
+        z = draw(self.vae.posterior(obs), self.deterministic)
         new = StormState(cache, z, h, is_first.clone())
         return new, self.features(new)
 
     def observe_sequence(self, obs, action, is_first):
         B, T = is_first.shape
-        z = self.vae.sample(self.vae.posterior(obs))  # (B, T, latent)
+        z = draw(self.vae.posterior(obs), self.deterministic)  # (B, T, latent)
         state = self.initial(B)
         if T > 1:
             tokens = self._token(z[:, :-1], action[:, :-1])  # (B, T-1, width)
@@ -145,40 +144,30 @@ class Storm(WorldModel):
                 history = (torch.cat([history[0], token], 1), torch.cat([history[1], first[:, None]], 1))
                 out, _ = self.transformer(*history)
             h = out[:, -1]  # (B, width)
-            z = sample_onehot(self._prior(h)).flatten(-2)
+            z = draw(self._prior(h), self.deterministic)
             first = torch.zeros_like(first)
             actions.append(a)
             outs.append(h)
             feats.append(torch.cat([z, h], -1))
         out = torch.stack(outs, 1)  # (B, H, width): the heads run once on all steps
-        reward = self.twohot.decode(self.reward_head(out))
-        cont = 1 - torch.sigmoid(self.terminal_head(out)[..., 0].float())
+        reward, cont = self.heads.predict(out)
         return Rollout(torch.stack(feats, 1), torch.stack(actions, 1), reward, cont)
 
     def loss(self, batch):
         obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]
         B, T = is_first.shape
         post = self.vae.posterior(obs)  # (B, T, stoch, classes)
-        z = sample_onehot(post).flatten(-2)  # (B, T, latent)
+        z = draw(post)  # (B, T, latent)
         recon = self.vae.recon_loss(z, obs)  # (B, T)
         h, _ = self.transformer(self._token(z, action), is_first)  # (B, T, width)
-        reward = self.twohot.loss(self.reward_head(h), batch["reward"])  # (B, T)
-        terminal = F.binary_cross_entropy_with_logits(
-            self.terminal_head(h)[..., 0].float(), batch["terminal"].float(), reduction="none")
+        reward, terminal = self.heads.loss(h, batch["reward"], batch["terminal"])  # (B, T) each
         # h_t predicts z_{t+1}; no prediction across an episode start.
-        prior = self._prior(h[:, :-1])  # (B, T-1, stoch, classes)
-        target = post[:, 1:]
         valid = (~is_first[:, 1:]).float()
-        dyn = categorical_kl(target.detach(), prior)  # (B, T-1)
-        rep = categorical_kl(target, prior.detach())
-        denom = valid.sum().clamp(min=1)
-        dyn_loss = free_bits_mean(dyn, valid, self.cfg.free_bits)
-        rep_loss = free_bits_mean(rep, valid, self.cfg.free_bits)
-        total = (recon.mean() + reward.mean() + terminal.mean()
-                 + self.cfg.kl_dyn * dyn_loss + self.cfg.kl_rep * rep_loss)
-        metrics = {"wm/recon": recon.mean().item(), "wm/reward": reward.mean().item(),
-                   "wm/terminal": terminal.mean().item(), "wm/kl_dyn": ((dyn * valid).sum() / denom).item(),
-                   "wm/kl_rep": ((rep * valid).sum() / denom).item(), "wm/loss": total.item()}
+        kl, metrics = balanced_kl(post[:, 1:], self._prior(h[:, :-1]), valid, self.cfg.free_bits,
+                                  self.cfg.kl_dyn, self.cfg.kl_rep)
+        total = recon.mean() + reward.mean() + terminal.mean() + kl
+        metrics.update({"wm/recon": recon.mean().item(), "wm/reward": reward.mean().item(),
+                        "wm/terminal": terminal.mean().item(), "wm/loss": total.item()})
         return total, metrics
 
     def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wmrl.nets.categorical import sample_onehot, unimix_logits
+from wmrl.nets.categorical import unimix_logits
 from wmrl.nets.encoders import EncoderConfig, make_decoder, make_encoder
 
 
@@ -31,10 +31,6 @@ class CategoricalVAE(nn.Module):
         """(..., *obs_shape) -> (..., stoch, classes) log-probabilities of the posterior."""
         logits = self.to_logits(self.encoder(obs))
         return unimix_logits(logits.reshape(*logits.shape[:-1], self.stoch, self.classes), self.unimix)
-
-    def sample(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """(..., stoch, classes) log-probs -> (..., stoch * classes) flattened one-hot sample."""
-        return sample_onehot(log_probs).flatten(-2)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)

@@ -61,6 +61,11 @@ class KVCache:
         return KVCache([k.clone() for k in self.k], [v.clone() for v in self.v], self.seg.clone(),
                        self.pos.clone(), self.last_seg.clone(), self.next_pos)
 
+    def select(self, idx: torch.Tensor) -> "KVCache":
+        """The streams idx (K,) of the batch (a copy; positions are shared by all streams)."""
+        return KVCache([k[idx] for k in self.k], [v[idx] for v in self.v], self.seg[idx], self.pos.clone(),
+                       self.last_seg[idx], self.next_pos)
+
 
 def _rope_angles(pos: torch.Tensor, half: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin of (T, half) rotation angles; computed in float64 so positions of 10^6 steps stay exact."""

@@ -1,0 +1,87 @@
+"""Behaviours: the CEM refit against a slow reference, CEM planning on a model with a known optimum,
+and every behaviour acting through the protocol on every world model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from tests.world_model_fixtures import MODELS, batch, make_model
+from wmrl.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from wmrl.behavior.cem import CemConfig, CemPlanner, discounted_return, refit
+from wmrl.worldmodels.protocol import Rollout, WorldModel
+
+
+def test_refit_matches_a_slow_reference():
+    torch.manual_seed(0)
+    B, N, H, A, E = 2, 30, 4, 3, 7
+    seqs, scores = torch.randint(0, A, (B, N, H)), torch.randn(B, N)
+    fast = refit(seqs, scores, E, A, min_prob=0.0)
+    for b in range(B):
+        best = sorted(range(N), key=lambda n: -scores[b, n].item())[:E]
+        for t in range(H):
+            for a in range(A):
+                share = sum(int(seqs[b, n, t].item() == a) for n in best) / E
+                assert fast[b, t, a].item() == pytest.approx(share)
+    floored = refit(seqs, scores, E, A, min_prob=0.05)
+    assert torch.allclose(floored.sum(-1), torch.ones(B, H)) and floored.min() >= 0.05 - 1e-6
+
+
+def test_discounted_return_stops_counting_after_a_predicted_termination():
+    reward = torch.tensor([[1.0, 1.0, 1.0]])
+    cont = torch.tensor([[1.0, 0.0, 1.0]])
+    assert discounted_return(reward, cont, 0.5).item() == pytest.approx(1.0 + 0.5)
+
+
+@dataclass
+class _TargetState:
+    x: torch.Tensor  # (B,) unused payload, checks that select() tiles the batch
+
+    def select(self, idx):
+        return _TargetState(self.x[idx])
+
+
+class _TargetModel(WorldModel):
+    """Reward 1 when the action at step t equals target[t], else 0: the best plan is `target`."""
+
+    def __init__(self, target: torch.Tensor, num_actions: int):
+        super().__init__()
+        self.target, self.num_actions, self.feat_dim, self.latent_dim = target, num_actions, 1, 0
+
+    def imagine(self, state, policy, horizon):
+        B = state.x.shape[0]
+        reward = (policy == self.target[:horizon]).float()
+        return Rollout(torch.zeros(B, horizon + 1, 1), policy, reward, torch.ones(B, horizon))
+
+
+def test_cem_finds_the_best_action_sequence():
+    torch.manual_seed(0)
+    target = torch.tensor([2, 0, 3, 1, 1, 4])
+    planner = CemPlanner(CemConfig(horizon=6, candidates=300, iterations=6, elites=30, gamma=1.0), num_actions=5)
+    action = planner.act(_TargetModel(target, 5), _TargetState(torch.zeros(2)), torch.zeros(2, 1), greedy=True)
+    assert action.tolist() == [2, 2]
+    assert planner.plan.argmax(-1).tolist() == [target.tolist()] * 2
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("behavior", ["actor_critic", "cem"])
+def test_every_behaviour_acts_and_learns_on_every_world_model(name, behavior):
+    m = make_model(name)
+    if behavior == "cem":
+        b = CemPlanner(CemConfig(horizon=3, candidates=8, iterations=2, elites=2), m.num_actions)
+    else:
+        b = ActorCritic(ActorCriticConfig(hidden=16, layers=1, horizon=3, imag_batch=3, value_bins=15), m.feat_dim,
+                        m.num_actions)
+    data = batch("vector")
+    with torch.no_grad():
+        state = m.observe_sequence(data["obs"], data["action"], data["is_first"])
+    for greedy in (True, False):
+        actions = b.act(m, state, m.features(state), greedy)
+        assert actions.shape == (3,) and ((actions >= 0) & (actions < m.num_actions)).all()
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    metrics = b.learn(m, state)
+    changed = any(not torch.equal(v, b.state_dict()[k]) for k, v in before.items())
+    assert changed == (b.starts is not None), "a learning behaviour must change its weights, a planner none"
+    assert all(isinstance(v, float) for v in metrics.values())

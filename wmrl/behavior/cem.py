@@ -1,0 +1,86 @@
+"""Cross-entropy-method planning with model-predictive control (PlaNet), for discrete actions.
+
+At every real step, from the model's current state: keep an independent categorical distribution over
+the action of each of the next `horizon` steps (B, H, A); `iterations` times, sample `candidates`
+action sequences, imagine them all as one batch, score each by its predicted discounted return
+sum_t gamma^t w_t r_t (w_t the probability of still being in the episode, see returns.py), and refit
+the distributions to the action frequencies of the `elites` best. Execute the first action (the most
+frequent elite action when greedy, a sample otherwise), then replan. With `warm_start` the next plan
+starts from this one shifted by a step (the last step uniform) instead of from uniform.
+
+PlaNet's settings (continuous actions, Gaussian CEM): horizon 12, 1000 candidates, 10 iterations,
+refit to the top 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from wmrl.behavior.protocol import Behavior
+from wmrl.behavior.returns import continuation_weights
+from wmrl.errors import WmrlError, require_positive
+
+
+@dataclass
+class CemConfig:
+    horizon: int = 12
+    candidates: int = 1000
+    iterations: int = 10
+    elites: int = 100
+    gamma: float = 0.99
+    warm_start: bool = True
+    """Start each plan from the previous one shifted by a step, instead of from uniform."""
+    min_prob: float = 0.01
+    """Floor on every action's probability after a refit, so no action is ruled out for good."""
+
+    def validate(self) -> None:
+        require_positive("cem", self, "horizon", "candidates", "iterations", "elites")
+        if self.elites > self.candidates:
+            raise WmrlError(f"cem.elites={self.elites} exceeds cem.candidates={self.candidates}",
+                            "refit to fewer elites than there are candidates, e.g. 10% of them")
+
+
+def refit(seqs: torch.Tensor, scores: torch.Tensor, elites: int, num_actions: int, min_prob: float) -> torch.Tensor:
+    """seqs (B, N, H) int64 action sequences, scores (B, N) -> (B, H, A) action frequencies of the
+    `elites` best sequences of each batch row, mixed with `min_prob` uniform."""
+    top = scores.topk(elites, dim=1).indices  # (B, E)
+    best = seqs.gather(1, top[..., None].expand(-1, -1, seqs.shape[-1]))  # (B, E, H)
+    freq = torch.nn.functional.one_hot(best, num_actions).float().mean(1)  # (B, H, A)
+    mix = min(min_prob * num_actions, 1.0)
+    return (1 - mix) * freq + mix / num_actions
+
+
+def discounted_return(reward: torch.Tensor, cont: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(K, H) predicted rewards and continuations -> (K,) sum_t gamma^t w_t r_t."""
+    discount = gamma ** torch.arange(reward.shape[1], device=reward.device, dtype=reward.dtype)
+    return (reward * continuation_weights(cont) * discount).sum(1)
+
+
+class CemPlanner(Behavior):
+    def __init__(self, cfg: CemConfig, num_actions: int):
+        super().__init__()
+        self.cfg, self.num_actions = cfg, num_actions
+        self.plan: torch.Tensor | None = None  # (B, H, A) the last refitted distributions
+
+    def _prior(self, batch: int, device: torch.device) -> torch.Tensor:
+        H, A = self.cfg.horizon, self.num_actions
+        uniform = torch.full((batch, H, A), 1.0 / A, device=device)
+        if not self.cfg.warm_start or self.plan is None or self.plan.shape[0] != batch:
+            return uniform
+        return torch.cat([self.plan[:, 1:], uniform[:, :1]], 1)
+
+    @torch.no_grad()
+    def act(self, wm, state, feat, greedy):
+        cfg, B, N = self.cfg, feat.shape[0], self.cfg.candidates
+        probs = self._prior(B, feat.device)
+        tiled = wm.select(state, torch.arange(B, device=feat.device).repeat_interleave(N))
+        for _ in range(cfg.iterations):
+            seqs = torch.distributions.Categorical(probs=probs).sample((N,)).transpose(0, 1)  # (B, N, H)
+            rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
+            scores = discounted_return(rollout.reward.float(), rollout.cont.float(), cfg.gamma).reshape(B, N)
+            probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
+        self.plan = probs
+        first = probs[:, 0]  # (B, A)
+        return first.argmax(-1) if greedy else torch.multinomial(first, 1)[:, 0]

@@ -1,0 +1,34 @@
+"""The one protocol every way of acting answers (actor-critic, CEM planning, CMA-ES controller).
+
+A behaviour gets actions out of a world model and may learn from it. It sees the model only through
+the world-model protocol (worldmodels/protocol.py): features, `imagine`, and batch selection of states.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from wmrl.worldmodels.protocol import WorldModel
+
+
+class Behavior(nn.Module):
+    starts: tuple[int, int] | None = None
+    """(batch, context): imagination start states `learn` wants per update (replay windows of `context`
+    real steps, observed by the model), or None if it learns nothing from the model."""
+
+    def act(self, wm: WorldModel, state: Any, feat: torch.Tensor, greedy: bool) -> torch.Tensor:
+        """Actions (B,) for model states `state` with features feat (B, F); greedy = evaluation."""
+        raise NotImplementedError
+
+    def learn(self, wm: WorldModel, start: Any) -> dict[str, float]:
+        """One learning step from imagination start states (batch `starts[0]`); returns metrics."""
+        return {}
+
+    def optim_state_dict(self) -> dict:
+        return {}
+
+    def load_optim_state_dict(self, state: dict) -> None:
+        pass

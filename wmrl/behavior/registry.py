@@ -1,0 +1,16 @@
+"""Picks the behaviour named in the config."""
+
+from __future__ import annotations
+
+from wmrl.behavior.actor_critic import ActorCritic
+from wmrl.behavior.cem import CemPlanner
+from wmrl.behavior.protocol import Behavior
+
+
+def build_behavior(cfg, feat_dim: int, num_actions: int) -> Behavior:
+    """The behaviour `cfg.behavior` with its config section."""
+    if cfg.behavior == "actor_critic":
+        return ActorCritic(cfg.actor_critic, feat_dim, num_actions)
+    if cfg.behavior == "cem":
+        return CemPlanner(cfg.cem, num_actions)
+    raise ValueError(f"unknown behavior {cfg.behavior!r}")  # config.validate rejects it first

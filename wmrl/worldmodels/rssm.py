@@ -1,0 +1,156 @@
+"""DreamerV3's recurrent state-space model (RSSM) behind the world-model protocol.
+
+Alignment (the same as STORM's, see protocol.py):
+
+    h_t   = 0 if is_first_t else g_t                    deterministic state before obs_t
+    z_t   ~ posterior(h_t, embed(obs_t))                 categorical, stoch x classes, 1% unimix
+    g_t+1 = GRU(h_t, MLP([z_t, onehot(a_t)]))            the state after action a_t
+    g_t+1 predicts: prior(z_t+1), reward_t, terminal_t   (the results of a_t; no obs_t+1 needed)
+    agent features at step t: feat_t = [z_t, h_t];  the decoder reconstructs obs_t from feat_t
+
+The prior at an episode start is prior(h = 0), so every step has a KL term. Losses: decoder error
+(summed over dimensions, symlog or standardised vectors, [0, 1] pixels), two-hot symlog reward,
+termination cross-entropy, and KL balancing with per-sample free bits (nets/categorical.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from wmrl.errors import require_positive
+from wmrl.nets.categorical import balanced_kl, draw, unimix_logits
+from wmrl.nets.encoders import make_decoder, make_encoder
+from wmrl.nets.gru import LayerNormGRUCell
+from wmrl.nets.mlp import MLP
+from wmrl.worldmodels.model_config import CategoricalLatentConfig
+from wmrl.worldmodels.outcome_heads import OutcomeHeads
+from wmrl.worldmodels.protocol import Policy, Rollout, WorldModel, next_actions
+
+
+@dataclass
+class RssmConfig(CategoricalLatentConfig):
+    deter: int = 512
+    """Size of the GRU state h."""
+    hidden: int = 512
+    """Width of the MLPs inside the RSSM (input to the GRU, prior and posterior)."""
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        require_positive(section, self, "deter", "hidden")
+
+
+@dataclass
+class RssmState:
+    """h: (B, deter) deterministic state at the current step (after the reset of an episode start);
+    z: (B, stoch * classes) the current latent, None before the first observe."""
+
+    h: torch.Tensor
+    z: torch.Tensor | None
+
+    def select(self, idx: torch.Tensor) -> "RssmState":
+        """The batch rows idx (K,) of this state (see WorldModel.select)."""
+        return RssmState(self.h[idx], self.z[idx] if self.z is not None else None)
+
+
+class Rssm(WorldModel):
+    def __init__(self, cfg: RssmConfig, obs_shape: tuple[int, ...], is_image: bool, num_actions: int):
+        super().__init__()
+        self.cfg, self.num_actions = cfg, num_actions
+        latent = cfg.stoch * cfg.classes
+        self.encoder = make_encoder(obs_shape, is_image, cfg.encoder)
+        self.gru_in = MLP(latent + num_actions, 0, cfg.hidden, 1)
+        self.gru = LayerNormGRUCell(cfg.hidden, cfg.deter)
+        self.prior_head = MLP(cfg.deter, latent, cfg.hidden, 1)
+        self.posterior_head = MLP(cfg.deter + self.encoder.out_dim, latent, cfg.hidden, 1)
+        self.decoder = make_decoder(latent + cfg.deter, self.encoder, obs_shape, cfg.encoder)
+        self.heads = OutcomeHeads(cfg.deter, cfg.head_hidden, cfg.head_layers, cfg.reward_bins)
+        self.latent_dim, self.feat_dim = latent, latent + cfg.deter
+
+    # ----------------------------------------------------------------------------- steps
+    def _categorical(self, logits: torch.Tensor) -> torch.Tensor:
+        return unimix_logits(logits.reshape(*logits.shape[:-1], self.cfg.stoch, self.cfg.classes), self.cfg.unimix)
+
+    def _transition(self, h: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """(B, deter), (B, latent), (B,) -> g: (B, deter), the state after the action."""
+        x = self.gru_in(torch.cat([z, F.one_hot(action, self.num_actions).to(z.dtype)], -1))
+        return self.gru(x, h)
+
+    def _posterior(self, h: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+        return self._categorical(self.posterior_head(torch.cat([h, embed], -1)))
+
+    def _scan(self, state: RssmState, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
+              prev: torch.Tensor, training: bool = False) -> tuple[dict[str, torch.Tensor], RssmState]:
+        """Filter a sequence: embed (B, T, E), action (B, T) taken at each step, is_first (B, T).
+
+        `prev` (B,) is the action before the first step. Returns the state at the last step and (B, T, ...)
+        tensors h (after resets), post (log-probs) and z; when `training` also g, the state after each
+        step's action (the last one computed from action[:, -1]), and latents are always sampled.
+        """
+        h, z = state.h, state.z
+        out: dict[str, list[torch.Tensor]] = {"h": [], "post": [], "z": [], "g": []}
+        for t in range(embed.shape[1]):
+            if z is not None:
+                h = self._transition(h, z, prev)
+                if training and t > 0:
+                    out["g"].append(h)
+            h = torch.where(is_first[:, t, None], torch.zeros_like(h), h)
+            post = self._posterior(h, embed[:, t])
+            z = draw(post, mode=self.deterministic and not training)
+            prev = action[:, t]
+            for key, value in (("h", h), ("post", post), ("z", z)):
+                out[key].append(value)
+        if training:
+            out["g"].append(self._transition(h, z, prev))
+        return {k: torch.stack(v, 1) for k, v in out.items() if v}, RssmState(h, z)
+
+    # ----------------------------------------------------------------------------- protocol
+    def initial(self, batch: int) -> RssmState:
+        return RssmState(torch.zeros(batch, self.cfg.deter, device=self.heads.twohot.bins.device), None)
+
+    def features(self, state: RssmState) -> torch.Tensor:
+        return torch.cat([state.z, state.h], -1)
+
+    def observe(self, state, obs, prev_action, is_first):
+        _, new = self._scan(state, self.encoder(obs)[:, None], prev_action[:, None], is_first[:, None],
+                            prev_action)
+        return new, self.features(new)
+
+    def observe_sequence(self, obs, action, is_first):
+        B = is_first.shape[0]
+        _, state = self._scan(self.initial(B), self.encoder(obs), action, is_first, torch.zeros_like(action[:, 0]))
+        return state
+
+    def imagine(self, state: RssmState, policy: Policy | torch.Tensor, horizon: int) -> Rollout:
+        h, z = state.h, state.z
+        feats, actions, gs = [self.features(state)], [], []
+        for t in range(horizon):
+            a = next_actions(policy, feats[-1], t)
+            h = self._transition(h, z, a)
+            z = draw(self._categorical(self.prior_head(h)), self.deterministic)
+            actions.append(a)
+            gs.append(h)
+            feats.append(torch.cat([z, h], -1))
+        reward, cont = self.heads.predict(torch.stack(gs, 1))  # (B, H) each: heads run once on all steps
+        return Rollout(torch.stack(feats, 1), torch.stack(actions, 1), reward, cont)
+
+    def loss(self, batch):
+        obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]
+        B, T = is_first.shape
+        seq, _ = self._scan(self.initial(B), self.encoder(obs), action, is_first, torch.zeros_like(action[:, 0]),
+                            training=True)
+        h, z, g = seq["h"], seq["z"], seq["g"]  # (B, T, deter), (B, T, latent), (B, T, deter)
+        recon = self.decoder.loss(self.decoder(torch.cat([z, h], -1)), obs)  # (B, T)
+        reward, terminal = self.heads.loss(g, batch["reward"], batch["terminal"])  # (B, T) each
+        prior = self._categorical(self.prior_head(h))  # prior of z_t from h_t (h = 0 at a start)
+        kl, metrics = balanced_kl(seq["post"], prior, torch.ones_like(reward), self.cfg.free_bits,
+                                  self.cfg.kl_dyn, self.cfg.kl_rep)
+        total = recon.mean() + reward.mean() + terminal.mean() + kl
+        metrics.update({"wm/recon": recon.mean().item(), "wm/reward": reward.mean().item(),
+                        "wm/terminal": terminal.mean().item(), "wm/loss": total.item()})
+        return total, metrics
+
+    def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.decoder.to_obs(self.decoder(feat))
