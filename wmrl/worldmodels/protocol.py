@@ -117,3 +117,14 @@ def next_actions(policy: Union[Policy, torch.Tensor], feat: torch.Tensor, t: int
     if callable(policy):
         return policy(feat)
     return policy[:, t]
+
+
+def total_loss(per_step: dict[str, torch.Tensor], extra: torch.Tensor, metrics: dict[str, float]
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """A world model's training loss: the means of its per-step losses (name -> (B, T)) plus `extra`
+    (e.g. the KL term); `metrics` gains wm/<name> for each mean and wm/loss for the total."""
+    means = {name: loss.mean() for name, loss in per_step.items()}
+    total = sum(means.values()) + extra
+    metrics.update({f"wm/{name}": mean.item() for name, mean in means.items()})
+    metrics["wm/loss"] = total.item()
+    return total, metrics

@@ -27,7 +27,7 @@ from wmrl.nets.gru import LayerNormGRUCell
 from wmrl.nets.mlp import MLP
 from wmrl.worldmodels.model_config import CategoricalLatentConfig
 from wmrl.worldmodels.outcome_heads import OutcomeHeads
-from wmrl.worldmodels.protocol import Policy, Rollout, WorldModel, next_actions
+from wmrl.worldmodels.protocol import Policy, Rollout, WorldModel, next_actions, total_loss
 
 
 @dataclass
@@ -147,10 +147,7 @@ class Rssm(WorldModel):
         prior = self._categorical(self.prior_head(h))  # prior of z_t from h_t (h = 0 at a start)
         kl, metrics = balanced_kl(seq["post"], prior, torch.ones_like(reward), self.cfg.free_bits,
                                   self.cfg.kl_dyn, self.cfg.kl_rep)
-        total = recon.mean() + reward.mean() + terminal.mean() + kl
-        metrics.update({"wm/recon": recon.mean().item(), "wm/reward": reward.mean().item(),
-                        "wm/terminal": terminal.mean().item(), "wm/loss": total.item()})
-        return total, metrics
+        return total_loss({"recon": recon, "reward": reward, "terminal": terminal}, kl, metrics)
 
     def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:
         return self.decoder.to_obs(self.decoder(feat))

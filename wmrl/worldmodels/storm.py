@@ -25,7 +25,7 @@ from wmrl.nets.categorical import balanced_kl, draw, unimix_logits
 from wmrl.nets.mlp import MLP
 from wmrl.worldmodels.model_config import CategoricalLatentConfig
 from wmrl.worldmodels.outcome_heads import OutcomeHeads
-from wmrl.worldmodels.protocol import Policy, Rollout, WorldModel, next_actions
+from wmrl.worldmodels.protocol import Policy, Rollout, WorldModel, next_actions, total_loss
 from wmrl.worldmodels.storm_tokenizer import CategoricalVAE
 from wmrl.worldmodels.storm_transformer import CausalTransformer, KVCache, TransformerConfig
 
@@ -165,10 +165,7 @@ class Storm(WorldModel):
         valid = (~is_first[:, 1:]).float()
         kl, metrics = balanced_kl(post[:, 1:], self._prior(h[:, :-1]), valid, self.cfg.free_bits,
                                   self.cfg.kl_dyn, self.cfg.kl_rep)
-        total = recon.mean() + reward.mean() + terminal.mean() + kl
-        metrics.update({"wm/recon": recon.mean().item(), "wm/reward": reward.mean().item(),
-                        "wm/terminal": terminal.mean().item(), "wm/loss": total.item()})
-        return total, metrics
+        return total_loss({"recon": recon, "reward": reward, "terminal": terminal}, kl, metrics)
 
     def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:
         return self.vae.to_obs(feat[..., : self.vae.latent_dim])
