@@ -52,7 +52,7 @@ def measure(preset: str, overrides: list[str], fill_steps: int, updates: int, ac
             times.append(time.perf_counter() - t)
         state, t = agent.initial_state(), time.perf_counter()
         for i in range(acts):
-            state, _ = agent.step(state, obs, 0, i == 0, greedy=False)
+            state, _ = agent.act(state, obs[None], [0], [i == 0], greedy=False)
         act = (time.perf_counter() - t) / acts
     update = statistics.median(times)
     tc = cfg.train

@@ -7,8 +7,7 @@ import time
 
 import tests.fake_envs  # noqa: F401  (registers WmrlSignBandit-v0)
 from wmrl import config as config_mod
-from wmrl.envs.factory import make_env
-from wmrl.run.evaluate import evaluate
+from wmrl.run.evaluate import evaluate, make_eval_envs
 from wmrl.run.trainer import build, setup_torch, train
 
 
@@ -23,7 +22,7 @@ def test_storm_actor_critic_learns_a_contextual_bandit(tmp_path):
     cfg = config_mod.build(["debug"], {"seed": 3}, overrides)
     device = setup_torch(cfg)
     _, _, untrained, _ = build(cfg, tmp_path / "untrained", device)
-    before = evaluate(untrained, make_env(cfg.env, 99), 10)["return_mean"]
+    before = evaluate(untrained, make_eval_envs(cfg.env, 99, 10))["return_mean"]
     start = time.time()
     result = train(cfg, tmp_path / "run", progress=False)
     after = result["eval"]["return_mean"]

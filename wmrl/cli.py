@@ -103,15 +103,14 @@ def _train(args) -> None:
 
 def _eval(args) -> None:
     from wmrl.run.inference import load_run
-    from wmrl.run.evaluate import evaluate
-    from wmrl.envs.factory import make_env
+    from wmrl.run.evaluate import evaluate, make_eval_envs
     from wmrl.run.trainer import EVAL_SEED_OFFSET
 
     if args.episodes < 1:
         raise WmrlError(f"--episodes {args.episodes} must be >= 1", "pass e.g. --episodes 10")
     cfg, agent, _ = load_run(args.run_dir, args.device, with_replay=False)
-    env = make_env(cfg.env, cfg.seed + 2 * EVAL_SEED_OFFSET)
-    result = evaluate(agent, env, args.episodes, greedy=not args.sample)
+    envs = make_eval_envs(cfg.env, cfg.seed + 2 * EVAL_SEED_OFFSET, args.episodes)
+    result = evaluate(agent, envs, greedy=not args.sample)
     print(json.dumps(result))
 
 

@@ -41,19 +41,24 @@ class Agent:
 
     # ------------------------------------------------------------------------------------- acting
     @torch.no_grad()
-    def step(self, state, obs: np.ndarray, prev_action: int, is_first: bool, greedy: bool):
-        """One real step for a single env: returns the new model state and the action to take."""
+    def act(self, state, obs: np.ndarray, prev_action: np.ndarray, is_first: np.ndarray, greedy: bool):
+        """One real step for N envs: obs (N, *obs_shape), prev_action (N,), is_first (N,) -> the new
+        model state and actions (N,) as a numpy array."""
         self.wm.eval()
-        o = torch.as_tensor(np.asarray(obs), device=self.device)[None]
-        a = torch.tensor([prev_action], device=self.device)
-        f = torch.tensor([is_first], device=self.device)
+        o = torch.as_tensor(np.asarray(obs), device=self.device)
+        a = torch.as_tensor(np.asarray(prev_action, dtype=np.int64), device=self.device)
+        f = torch.as_tensor(np.asarray(is_first, dtype=bool), device=self.device)
         with self.autocast():
             state, feat = self.wm.observe(state, o, a, f)
             action = self.behavior.act(self.wm, state, feat, greedy)
-        return state, int(action[0])
+        return state, action.cpu().numpy()
 
-    def initial_state(self):
-        return self.wm.initial(1)
+    def initial_state(self, batch: int = 1):
+        return self.wm.initial(batch)
+
+    def select(self, state, rows: list[int]):
+        """The model state of the given batch rows (envs leaving a batch)."""
+        return self.wm.select(state, torch.as_tensor(rows, dtype=torch.long, device=self.device))
 
     # ------------------------------------------------------------------------------------- learning
     def to_tensors(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

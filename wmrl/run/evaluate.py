@@ -1,30 +1,56 @@
 """Evaluation episodes: a fixed number, each run to its end, each credited only its own rewards.
 
-(The public STORM code credits an episode's last reward to the next one and averages the first N
-episodes to finish among parallel envs, which favours short episodes: flaw 6.)
+The episodes run side by side, one env each, as one batch through the agent; an env whose episode
+has ended leaves the batch (its row of the model state is dropped), so a short episode never stands
+in for a long one. (The public STORM code credits an episode's last reward to the next one and
+averages the first N episodes to finish among parallel envs, which favours short episodes: flaw 6.)
 """
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
+from wmrl.envs.factory import EnvConfig, make_env
 
-def run_episode(agent, env, greedy: bool, max_steps: int = 0) -> tuple[float, int]:
-    """Play one episode with a fresh model state; returns (return, length)."""
-    obs, _ = env.reset()
-    state, prev, total, length = agent.initial_state(), 0, 0.0, 0
-    is_first = True
-    while True:
-        state, action = agent.step(state, obs, prev, is_first, greedy)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        length += 1
-        prev, is_first = action, False
-        if terminated or truncated or (max_steps and length >= max_steps):
-            return total, length
+MAX_BATCH = 16
+"""Episodes played at once; more are played in successive groups (bounds memory for planners)."""
 
 
-def evaluate(agent, env, episodes: int, greedy: bool = True, max_steps: int = 0) -> dict:
-    returns = [run_episode(agent, env, greedy, max_steps)[0] for _ in range(episodes)]
+def make_eval_envs(cfg: EnvConfig, seed: int, episodes: int) -> list[gym.Env]:
+    """One env per evaluation episode, each with its own seed derived from `seed`."""
+    return [make_env(cfg, seed + 101 * i) for i in range(episodes)]
+
+
+def run_episodes(agent, envs: list[gym.Env], greedy: bool, max_steps: int = 0) -> list[float]:
+    """Play one episode in every env at once, each from a fresh model state; returns their returns."""
+    obs = np.stack([env.reset()[0] for env in envs])
+    n = len(envs)
+    state = agent.initial_state(n)
+    prev, is_first = np.zeros(n, np.int64), np.ones(n, bool)
+    totals, lengths = np.zeros(n), np.zeros(n, np.int64)
+    live = np.arange(n)  # env index of each row of the batch
+    while live.size:
+        state, actions = agent.act(state, obs[live], prev[live], is_first[live], greedy)
+        keep = []
+        for row, i in enumerate(live):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(int(actions[row]))
+            totals[i] += float(reward)
+            lengths[i] += 1
+            prev[i], is_first[i] = actions[row], False
+            if not (terminated or truncated or (max_steps and lengths[i] >= max_steps)):
+                keep.append(row)
+        if len(keep) < live.size:
+            live = live[keep]
+            if live.size:
+                state = agent.select(state, keep)
+    return totals.tolist()
+
+
+def evaluate(agent, envs: list[gym.Env], greedy: bool = True, max_steps: int = 0) -> dict:
+    """One episode per env (len(envs) episodes, in groups of MAX_BATCH): mean, std and every return."""
+    returns: list[float] = []
+    for start in range(0, len(envs), MAX_BATCH):
+        returns += run_episodes(agent, envs[start:start + MAX_BATCH], greedy, max_steps)
     return {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-            "returns": returns, "episodes": episodes, "greedy": greedy}
+            "returns": returns, "episodes": len(envs), "greedy": greedy}

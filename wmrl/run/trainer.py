@@ -18,7 +18,7 @@ from wmrl.data.replay import Replay
 from wmrl.envs.factory import env_spec, make_env
 from wmrl.run.agent import Agent, resolve_device
 from wmrl.run.checkpoint import load_checkpoint, restore_rng, save_checkpoint
-from wmrl.run.evaluate import evaluate
+from wmrl.run.evaluate import evaluate, make_eval_envs
 from wmrl.run.logger import Logger
 from wmrl.run.plots import plot_learning_curve
 
@@ -46,7 +46,7 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
     torch.manual_seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
     env, spec, agent, replay = build(cfg, run_dir, device)
-    eval_env = make_env(cfg.env, cfg.seed + EVAL_SEED_OFFSET)
+    eval_envs = make_eval_envs(cfg.env, cfg.seed + EVAL_SEED_OFFSET, cfg.train.eval_episodes)
     counters = {"step": 0, "updates": 0, "episodes": 0, "credit": 0.0}
     if resume:
         ckpt = load_checkpoint(run_dir, device)
@@ -73,7 +73,8 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
             if counters["step"] < tc.warmup:
                 action = int(env.action_space.sample())
             else:
-                state, action = agent.step(state, obs, prev, is_first, greedy=False)
+                state, actions = agent.act(state, obs[None], [prev], [is_first], greedy=False)
+                action = int(actions[0])
             next_obs, reward, terminated, truncated, info = env.step(action)
             replay.add(obs, action, float(reward), bool(terminated), is_first)
             counters["step"] += 1
@@ -100,7 +101,7 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
                 log.flush_averages(step)
                 t0, steps_since = time.time(), 0
             if step % tc.eval_every == 0 or step == tc.steps:
-                last_eval = evaluate(agent, eval_env, tc.eval_episodes, greedy=True, max_steps=tc.eval_max_steps)
+                last_eval = evaluate(agent, eval_envs, greedy=True, max_steps=tc.eval_max_steps)
                 log.write(step, {"eval/return_mean": last_eval["return_mean"], "eval/return_std": last_eval["return_std"],
                                  "eval/episodes": last_eval["episodes"]})
                 log.progress(0, eval=last_eval["return_mean"])
