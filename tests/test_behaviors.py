@@ -10,7 +10,9 @@ import torch
 
 from tests.world_model_fixtures import MODELS, batch, make_model
 from wmrl.behavior.actor_critic import ActorCritic, ActorCriticConfig
-from wmrl.behavior.cem import CemConfig, CemPlanner, discounted_return, refit
+from wmrl.behavior.cem import CemConfig, CemPlanner, refit
+from wmrl.behavior.cmaes import CmaesConfig, CmaesController
+from wmrl.behavior.returns import discounted_return
 from wmrl.worldmodels.protocol import Rollout, WorldModel
 
 
@@ -66,11 +68,13 @@ def test_cem_finds_the_best_action_sequence():
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("behavior", ["actor_critic", "cem"])
+@pytest.mark.parametrize("behavior", ["actor_critic", "cem", "cmaes"])
 def test_every_behaviour_acts_and_learns_on_every_world_model(name, behavior):
     m = make_model(name)
     if behavior == "cem":
         b = CemPlanner(CemConfig(horizon=3, candidates=8, iterations=2, elites=2), m.num_actions)
+    elif behavior == "cmaes":
+        b = CmaesController(CmaesConfig(population=4, rollouts=3, horizon=3, context=2), m.feat_dim, m.num_actions)
     else:
         b = ActorCritic(ActorCriticConfig(hidden=16, layers=1, horizon=3, imag_batch=3, value_bins=15), m.feat_dim,
                         m.num_actions)

@@ -5,19 +5,24 @@ from __future__ import annotations
 import torch
 
 from wmrl.nets.encoders import EncoderConfig
+from wmrl.worldmodels.mdnrnn import MdnRnn, MdnRnnConfig
 from wmrl.worldmodels.protocol import WorldModel
 from wmrl.worldmodels.rssm import Rssm, RssmConfig
 from wmrl.worldmodels.storm import Storm, StormConfig
 from wmrl.worldmodels.storm_transformer import TransformerConfig
 
 OBS = {"vector": ((4,), False), "minatar": ((4, 10, 10), True), "rgb": ((3, 16, 16), True)}
-MODELS = ("storm", "rssm")
+MODELS = ("storm", "rssm", "mdnrnn")
 
 
 def make_model(name: str, kind: str = "vector", actions: int = 3, context: int = 16) -> WorldModel:
     torch.manual_seed(0)
     shape, is_image = OBS[kind]
-    common = dict(stoch=4, classes=5, head_hidden=32, encoder=EncoderConfig(depth=4, stages=2, hidden=32, layers=1))
+    encoder = EncoderConfig(depth=4, stages=2, hidden=32, layers=1)
+    if name == "mdnrnn":  # joint training: every parameter learns from the first update
+        cfg = MdnRnnConfig(latent=6, hidden=24, mixtures=3, head_hidden=32, encoder=encoder, training="joint")
+        return MdnRnn(cfg, shape, is_image, actions).eval()
+    common = dict(stoch=4, classes=5, head_hidden=32, encoder=encoder)
     if name == "storm":
         tf = TransformerConfig(layers=2, width=32, heads=2, ffn=64, context=context)
         return Storm(StormConfig(transformer=tf, **common), shape, is_image, actions).eval()

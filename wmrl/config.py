@@ -19,16 +19,18 @@ import yaml
 
 from wmrl.behavior.actor_critic import ActorCriticConfig
 from wmrl.behavior.cem import CemConfig
+from wmrl.behavior.cmaes import CmaesConfig
 from wmrl.data.replay import ReplayConfig
 from wmrl.envs.factory import EnvConfig
 from wmrl.errors import WmrlError, require_positive
 from wmrl.run.train_config import TrainConfig
+from wmrl.worldmodels.mdnrnn import MdnRnnConfig
 from wmrl.worldmodels.rssm import RssmConfig
 from wmrl.worldmodels.storm import StormConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
-WORLD_MODELS = ("storm", "rssm")
-BEHAVIORS = ("actor_critic", "cem")
+WORLD_MODELS = ("storm", "rssm", "mdnrnn")
+BEHAVIORS = ("actor_critic", "cem", "cmaes")
 
 
 @dataclass
@@ -46,8 +48,10 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     storm: StormConfig = field(default_factory=StormConfig)
     rssm: RssmConfig = field(default_factory=RssmConfig)
+    mdnrnn: MdnRnnConfig = field(default_factory=MdnRnnConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     cem: CemConfig = field(default_factory=CemConfig)
+    cmaes: CmaesConfig = field(default_factory=CmaesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -165,6 +169,12 @@ def _validate_models(cfg: Config) -> None:
                         "set train.warmup >= train.wm_seq")
     if cfg.behavior == "cem":
         cfg.cem.validate()
+        return
+    if cfg.behavior == "cmaes":
+        cfg.cmaes.validate()
+        if cfg.cmaes.where == "dream" and tc.warmup < cfg.cmaes.context:
+            raise WmrlError(f"train.warmup={tc.warmup} is shorter than cmaes.context={cfg.cmaes.context}",
+                            "set train.warmup >= cmaes.context")
         return
     ac = cfg.actor_critic
     require_positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from wmrl.behavior.protocol import Behavior
-from wmrl.behavior.returns import continuation_weights
+from wmrl.behavior.returns import discounted_return
 from wmrl.errors import WmrlError, require_positive
 
 
@@ -50,12 +50,6 @@ def refit(seqs: torch.Tensor, scores: torch.Tensor, elites: int, num_actions: in
     freq = torch.nn.functional.one_hot(best, num_actions).float().mean(1)  # (B, H, A)
     mix = min(min_prob * num_actions, 1.0)
     return (1 - mix) * freq + mix / num_actions
-
-
-def discounted_return(reward: torch.Tensor, cont: torch.Tensor, gamma: float) -> torch.Tensor:
-    """(K, H) predicted rewards and continuations -> (K,) sum_t gamma^t w_t r_t."""
-    discount = gamma ** torch.arange(reward.shape[1], device=reward.device, dtype=reward.dtype)
-    return (reward * continuation_weights(cont) * discount).sum(1)
 
 
 class CemPlanner(Behavior):

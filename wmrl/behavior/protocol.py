@@ -27,6 +27,10 @@ class Behavior(nn.Module):
         """One learning step from imagination start states (batch `starts[0]`); returns metrics."""
         return {}
 
+    def episode_end(self, episode_return: float) -> dict[str, float]:
+        """Told the return of every training episode the agent played; returns metrics."""
+        return {}
+
     def optim_state_dict(self) -> dict:
         return {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from wmrl.behavior.actor_critic import ActorCritic
 from wmrl.behavior.cem import CemPlanner
+from wmrl.behavior.cmaes import CmaesController
 from wmrl.behavior.protocol import Behavior
 
 
@@ -13,4 +14,6 @@ def build_behavior(cfg, feat_dim: int, num_actions: int) -> Behavior:
         return ActorCritic(cfg.actor_critic, feat_dim, num_actions)
     if cfg.behavior == "cem":
         return CemPlanner(cfg.cem, num_actions)
+    if cfg.behavior == "cmaes":
+        return CmaesController(cfg.cmaes, feat_dim, num_actions)
     raise ValueError(f"unknown behavior {cfg.behavior!r}")  # config.validate rejects it first

@@ -54,3 +54,9 @@ class ReturnNormalizer(nn.Module):
         else:
             self.scale.mul_(self.decay).add_((1 - self.decay) * spread)
         return self.scale.clamp(min=1.0)
+
+
+def discounted_return(reward: torch.Tensor, cont: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(K, H) predicted rewards and continuations -> (K,) sum_t gamma^t w_t r_t."""
+    discount = gamma ** torch.arange(reward.shape[1], device=reward.device, dtype=reward.dtype)
+    return (reward * continuation_weights(cont) * discount).sum(1)

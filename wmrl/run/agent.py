@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from wmrl.behavior.registry import build_behavior
+from wmrl.config import WORLD_MODELS
 from wmrl.data.replay import Replay
 from wmrl.envs.factory import EnvSpec
 from wmrl.errors import WmrlError
@@ -27,7 +28,7 @@ class Agent:
     def __init__(self, cfg, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.wm, self.wm_optim_cfg = build_world_model(
-            cfg.world_model, {"storm": cfg.storm, "rssm": cfg.rssm}, spec.obs_shape, spec.is_image, spec.num_actions)
+            cfg.world_model, {name: getattr(cfg, name) for name in WORLD_MODELS}, spec.obs_shape, spec.is_image, spec.num_actions)
         self.wm.to(device)
         self.wm_opt = make_optimizer(self.wm, self.wm_optim_cfg)
         self.behavior = build_behavior(cfg, self.wm.feat_dim, spec.num_actions).to(device)
@@ -72,7 +73,7 @@ class Agent:
             loss, metrics = self.wm.loss(self.to_tensors(replay.sample(tc.wm_batch, tc.wm_seq, rng)))
         metrics["wm/grad_norm"] = optimizer_step(loss, self.wm, self.wm_opt, self.wm_optim_cfg)
         self.wm.eval()
-        if self.behavior.starts is not None:
+        if self.behavior.starts is not None and self.wm.ready_to_imagine:
             ctx = self.to_tensors(replay.sample(*self.behavior.starts, rng))
             with torch.no_grad(), self.autocast():
                 start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])

@@ -84,6 +84,8 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
             if terminated or truncated:
                 counters["episodes"] += 1
                 log.write(step, {"train/return": ep_return, "train/length": ep_len, "train/episodes": counters["episodes"]})
+                if step - ep_len >= tc.warmup:  # the agent chose every action of this episode
+                    log.accumulate(agent.behavior.episode_end(ep_return))
                 log.progress(0, ret=ep_return)
                 obs, _ = env.reset()
                 is_first, ep_return, ep_len = True, 0.0, 0
