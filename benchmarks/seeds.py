@@ -32,17 +32,21 @@ def wmrl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "wmrl", *args], cwd=ROOT, capture_output=True, text=True)
 
 
-def checkpoint_step(run: Path) -> int:
+def checkpoint_state(run: Path) -> tuple[int, bool]:
+    """(steps in the run's checkpoint or -1, whether it stopped early at train.stop_at_return)."""
     ckpt = run / "checkpoints" / "latest.pt"
-    return torch.load(ckpt, weights_only=False)["counters"]["step"] if ckpt.exists() else -1
+    if not ckpt.exists():
+        return -1, False
+    counters = torch.load(ckpt, weights_only=False)["counters"]
+    return counters["step"], bool(counters.get("stopped_at_target"))
 
 
 def run_seed(args, seed: int) -> dict:
     run = Path(args.out) / f"seed{seed}"
-    done = checkpoint_step(run)
+    done, stopped = checkpoint_state(run)
     timing_file = run / "benchmark_wall_seconds.json"
     wall = json.loads(timing_file.read_text())["seconds"] if timing_file.exists() else 0.0
-    if done < args.steps:
+    if done < args.steps and not stopped:
         if done >= 0:
             cmd = ["train", "--run-dir", str(run), "--resume", "--steps", str(args.steps), "--no-progress"]
         else:
@@ -58,10 +62,13 @@ def run_seed(args, seed: int) -> dict:
             raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
     ev = json.loads(wmrl("eval", str(run), "--episodes", str(args.episodes)).stdout)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [(r["step"], r["eval/return_mean"]) for r in rows if "eval/return_mean" in r]
-    reached = next((s for s, m in evals if args.target is not None and m >= args.target), None)
+    evals = [r for r in rows if "eval/return_mean" in r]
+    reached = next((r for r in evals if args.target is not None and r["eval/return_mean"] >= args.target), {})
     result = {"seed": seed, "train_minutes": wall / 60, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
-              "returns": ev["returns"], "first_eval_step_at_target": reached, "run_dir": str(run)}
+              "returns": ev["returns"], "first_eval_step_at_target": reached.get("step"),
+              "train_minutes_at_target": reached.get("time/train_minutes"),
+              "best_eval_return": max((r["eval/return_mean"] for r in evals), default=None),
+              "steps_trained": max((r["step"] for r in rows), default=0), "run_dir": str(run)}
     print(json.dumps(result), flush=True)
     return result
 

@@ -50,6 +50,30 @@ def test_train_writes_a_complete_run_directory(trained_run):
     evals = [r for r in rows if "eval/return_mean" in r]
     assert evals and {"eval/return_std", "eval/episodes"} <= set(evals[-1])
     assert [r["step"] for r in evals] == [150, 300]
+    assert 0 < evals[0]["time/train_minutes"] < evals[1]["time/train_minutes"]
+
+
+def test_stop_at_return_ends_the_run_and_a_resume_leaves_it_stopped(tmp_path):
+    run = tmp_path / "run"
+    proc = wmrl("train", "--preset", "debug", "--run-dir", str(run), "--no-progress", "--set", "train.stop_at_return=0")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == 150  # CartPole returns are >= 0
+    proc = wmrl("train", "--run-dir", str(run), "--resume", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == 150
+
+
+def test_vmc_with_a_cmaes_controller_trains_in_the_dream_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    common = ["--no-progress", "--set", "world_model=mdnrnn", "--set", "behavior=cmaes"]
+    proc = wmrl("train", "--preset", "debug", "--run-dir", str(run), "--steps", "200", *common)
+    assert proc.returncode == 0, proc.stderr
+    proc = wmrl("train", "--run-dir", str(run), "--resume", "--steps", "300", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    generations = [r["cmaes/generation"] for r in rows if "cmaes/generation" in r]
+    assert generations and generations == sorted(generations) and generations[-1] > generations[0]
+    assert max(r["step"] for r in rows) == 300
 
 
 def test_eval_prints_one_json_object(trained_run):

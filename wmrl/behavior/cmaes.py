@@ -46,7 +46,6 @@ class CmaesConfig:
     """Initial step size of the search (parameters start at zero)."""
     diagonal: bool = False
     """Diagonal covariance (cheaper for large feature sizes); World Models used the full one."""
-    seed: int = 1
 
     def validate(self) -> None:
         require_positive("cmaes", self, "population", "rollouts", "horizon", "context", "every", "sigma0")
@@ -57,12 +56,13 @@ class CmaesConfig:
 
 
 class CmaesController(Behavior):
-    def __init__(self, cfg: CmaesConfig, feat_dim: int, num_actions: int):
+    def __init__(self, cfg: CmaesConfig, feat_dim: int, num_actions: int, seed: int = 0):
         super().__init__()
         self.cfg, self.feat_dim, self.num_actions = cfg, feat_dim, num_actions
         self.starts = (cfg.rollouts, cfg.context) if cfg.where == "dream" else None
         size = num_actions * (feat_dim + 1)
-        opts = {"popsize": cfg.population, "seed": cfg.seed, "verbose": -9, "CMA_diagonal": cfg.diagonal}
+        # cma reads seed 0 as "seed from the clock", hence seed + 1.
+        opts = {"popsize": cfg.population, "seed": seed + 1, "verbose": -9, "CMA_diagonal": cfg.diagonal}
         self.es = cma.CMAEvolutionStrategy(np.zeros(size), cfg.sigma0, opts)
         self.register_buffer("mean", torch.zeros(size))
         self.calls = 0

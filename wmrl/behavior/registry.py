@@ -15,5 +15,5 @@ def build_behavior(cfg, feat_dim: int, num_actions: int) -> Behavior:
     if cfg.behavior == "cem":
         return CemPlanner(cfg.cem, num_actions)
     if cfg.behavior == "cmaes":
-        return CmaesController(cfg.cmaes, feat_dim, num_actions)
+        return CmaesController(cfg.cmaes, feat_dim, num_actions, seed=cfg.seed)
     raise ValueError(f"unknown behavior {cfg.behavior!r}")  # config.validate rejects it first

@@ -21,6 +21,8 @@ class TrainConfig:
     eval_episodes: int = 10
     eval_max_steps: int = 0
     """Cut an evaluation episode after this many steps (0: the env's own limit)."""
+    stop_at_return: float | None = None
+    """Stop once an evaluation's greedy mean reaches this (steps-to-target benchmarks); None: never."""
     checkpoint_every: int = 5000
     log_every: int = 500
     """Environment steps between rows of training metrics."""

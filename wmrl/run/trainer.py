@@ -47,7 +47,7 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
     np_rng = np.random.default_rng(cfg.seed)
     env, spec, agent, replay = build(cfg, run_dir, device)
     eval_envs = make_eval_envs(cfg.env, cfg.seed + EVAL_SEED_OFFSET, cfg.train.eval_episodes)
-    counters = {"step": 0, "updates": 0, "episodes": 0, "credit": 0.0}
+    counters = {"step": 0, "updates": 0, "episodes": 0, "credit": 0.0, "train_seconds": 0.0, "stopped_at_target": 0}
     if resume:
         ckpt = load_checkpoint(run_dir, device)
         agent.load_state_dict(ckpt["agent"])
@@ -68,8 +68,17 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
     state, prev, is_first, ep_return, ep_len = agent.initial_state(), 0, True, 0.0, 0
     last_eval: dict = {}
     t0, steps_since = time.time(), 0
+    clock = [time.time()]
+
+    def tick() -> float:
+        """Training wall time so far in minutes, summed over resumes (counters["train_seconds"])."""
+        now = time.time()
+        counters["train_seconds"] += now - clock[0]
+        clock[0] = now
+        return counters["train_seconds"] / 60
+
     try:
-        while counters["step"] < tc.steps:
+        while counters["step"] < tc.steps and not counters["stopped_at_target"]:
             if counters["step"] < tc.warmup:
                 action = int(env.action_space.sample())
             else:
@@ -105,9 +114,12 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
             if step % tc.eval_every == 0 or step == tc.steps:
                 last_eval = evaluate(agent, eval_envs, greedy=True, max_steps=tc.eval_max_steps)
                 log.write(step, {"eval/return_mean": last_eval["return_mean"], "eval/return_std": last_eval["return_std"],
-                                 "eval/episodes": last_eval["episodes"]})
+                                 "eval/episodes": last_eval["episodes"], "time/train_minutes": tick()})
                 log.progress(0, eval=last_eval["return_mean"])
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
+                if tc.stop_at_return is not None and last_eval["return_mean"] >= tc.stop_at_return:
+                    counters["stopped_at_target"] = 1
+            if step % tc.checkpoint_every == 0 or step == tc.steps or counters["stopped_at_target"]:
+                tick()
                 replay.flush()
                 save_checkpoint(run_dir, agent, counters, np_rng)
                 plot_learning_curve(run_dir, f"{cfg.world_model} on {cfg.env.id}, seed {cfg.seed}")
