@@ -101,7 +101,7 @@ class CmaesController(Behavior):
     @torch.no_grad()
     def learn(self, wm, start):
         self.calls += 1
-        if self.cfg.where != "dream" or not wm.ready_to_imagine or self.calls % self.cfg.every:
+        if self.cfg.where != "dream" or self.calls % self.cfg.every:
             return {}
         P, R = self.cfg.population, self.cfg.rollouts
         candidates = np.asarray(self.es.ask())

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from wmrl.behavior.registry import build_behavior
-from wmrl.config import WORLD_MODELS
 from wmrl.data.replay import Replay
 from wmrl.envs.factory import EnvSpec
 from wmrl.errors import WmrlError
@@ -28,7 +27,7 @@ class Agent:
     def __init__(self, cfg, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.wm, self.wm_optim_cfg = build_world_model(
-            cfg.world_model, {name: getattr(cfg, name) for name in WORLD_MODELS}, spec.obs_shape, spec.is_image, spec.num_actions)
+            cfg.world_model, getattr(cfg, cfg.world_model), spec.obs_shape, spec.is_image, spec.num_actions)
         self.wm.to(device)
         self.wm_opt = make_optimizer(self.wm, self.wm_optim_cfg)
         self.behavior = build_behavior(cfg, self.wm.feat_dim, spec.num_actions).to(device)

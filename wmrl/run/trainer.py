@@ -68,13 +68,11 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
     state, prev, is_first, ep_return, ep_len = agent.initial_state(), 0, True, 0.0, 0
     last_eval: dict = {}
     t0, steps_since = time.time(), 0
-    clock = [time.time()]
+    started, seconds_before = time.time(), counters["train_seconds"]
 
-    def tick() -> float:
-        """Training wall time so far in minutes, summed over resumes (counters["train_seconds"])."""
-        now = time.time()
-        counters["train_seconds"] += now - clock[0]
-        clock[0] = now
+    def train_minutes() -> float:
+        """Training wall time so far, summed over resumes (kept in counters["train_seconds"])."""
+        counters["train_seconds"] = seconds_before + time.time() - started
         return counters["train_seconds"] / 60
 
     try:
@@ -114,12 +112,12 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
             if step % tc.eval_every == 0 or step == tc.steps:
                 last_eval = evaluate(agent, eval_envs, greedy=True, max_steps=tc.eval_max_steps)
                 log.write(step, {"eval/return_mean": last_eval["return_mean"], "eval/return_std": last_eval["return_std"],
-                                 "eval/episodes": last_eval["episodes"], "time/train_minutes": tick()})
+                                 "eval/episodes": last_eval["episodes"], "time/train_minutes": train_minutes()})
                 log.progress(0, eval=last_eval["return_mean"])
                 if tc.stop_at_return is not None and last_eval["return_mean"] >= tc.stop_at_return:
                     counters["stopped_at_target"] = 1
             if step % tc.checkpoint_every == 0 or step == tc.steps or counters["stopped_at_target"]:
-                tick()
+                train_minutes()
                 replay.flush()
                 save_checkpoint(run_dir, agent, counters, np_rng)
                 plot_learning_curve(run_dir, f"{cfg.world_model} on {cfg.env.id}, seed {cfg.seed}")

@@ -101,20 +101,18 @@ class MdnRnn(WorldModel):
         return self.lstm(x, (state.h, state.c))
 
     def _scan(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, MdnRnnState]:
-        """z (B, T, latent), action (B, T), is_first (B, T) -> h (B, T, hidden) at each step (after
-        resets), g (B, T, hidden) the LSTM output after each step's action, and the last step's state."""
+              ) -> tuple[torch.Tensor, MdnRnnState]:
+        """z (B, T, latent), action (B, T), is_first (B, T) -> g (B, T, hidden), the LSTM output after
+        each step's action, and the state at the last step (before its action)."""
         B, T = is_first.shape
         zero = z.new_zeros(B, self.cfg.hidden)
-        h, c, hs, gs = zero, zero, [], []
+        h, c, gs = zero, zero, []
         for t in range(T):
             keep = (~is_first[:, t, None]).to(z.dtype)
-            h, c = h * keep, c * keep
-            hs.append(h)
-            state = MdnRnnState(h, c, z[:, t])
+            state = MdnRnnState(h * keep, c * keep, z[:, t])
             h, c = self._step(state, action[:, t])
             gs.append(h)
-        return torch.stack(hs, 1), torch.stack(gs, 1), MdnRnnState(hs[-1], state.c, z[:, -1])
+        return torch.stack(gs, 1), state
 
     # ----------------------------------------------------------------------------- protocol
     def initial(self, batch: int) -> MdnRnnState:
@@ -133,7 +131,7 @@ class MdnRnn(WorldModel):
 
     def observe_sequence(self, obs, action, is_first):
         z = GaussianVAE.draw(*self.vae.encode(obs), mode=self.deterministic)
-        _, _, state = self._scan(z, action, is_first)
+        _, state = self._scan(z, action, is_first)
         return state
 
     def imagine(self, state: MdnRnnState, policy: Policy | torch.Tensor, horizon: int) -> Rollout:
@@ -152,11 +150,12 @@ class MdnRnn(WorldModel):
     def loss(self, batch):
         obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]
         metrics: dict[str, float] = {}
-        v_phase, m_phase = self.staged_v_phase, self.cfg.training == "joint" or not self.staged_v_phase
+        joint = self.cfg.training == "joint"
+        train_v, train_m = joint or self.staged_v_phase, joint or not self.staged_v_phase
         if self.training:
             self.updates += 1
         per_step, extra = {}, torch.zeros((), device=self.updates.device)
-        if v_phase or self.cfg.training == "joint":
+        if train_v:
             mean, log_std = self.vae.encode(obs)
             z = GaussianVAE.draw(mean, log_std)
             recon, kl = self.vae.loss(obs, mean, log_std, z, self.cfg.free_nats_per_dim)
@@ -165,8 +164,8 @@ class MdnRnn(WorldModel):
             with torch.no_grad():
                 self.vae.eval()
                 z = GaussianVAE.draw(*self.vae.encode(obs))
-        if m_phase:
-            _, g, _ = self._scan(z, action, is_first)
+        if train_m:
+            g, _ = self._scan(z, action, is_first)
             # NLL of z_t+1 from g_t, per latent dimension, where t+1 continues t's episode.
             valid = (~is_first[:, 1:]).float()
             nll = -self.mdn(g[:, :-1]).log_prob(z[:, 1:].detach()) / self.cfg.latent

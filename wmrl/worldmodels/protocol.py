@@ -54,8 +54,8 @@ class WorldModel(nn.Module):
     """Observe and imagine with the mode of each latent instead of a sample (tests use it to compare
     call paths exactly). Training losses always sample."""
     ready_to_imagine: bool = True
-    """False while imagination is not yet meaningful (V-M-C trains M only after V); behaviours that
-    learn in imagination skip their updates until then."""
+    """False while imagination is not yet meaningful (V-M-C trains M only after V); the agent does not
+    call a behaviour's `learn` until then."""
 
     def initial(self, batch: int) -> Any:
         """A state before any observation; the first `observe` must have is_first=True."""

@@ -11,9 +11,8 @@ from wmrl.worldmodels.rssm import Rssm
 from wmrl.worldmodels.storm import Storm
 
 
-def build_world_model(name: str, cfgs: dict[str, Any], obs_shape: tuple[int, ...], is_image: bool,
+def build_world_model(name: str, cfg: Any, obs_shape: tuple[int, ...], is_image: bool,
                       num_actions: int) -> tuple[WorldModel, OptimConfig]:
-    """The model and its optimiser settings; `cfgs` maps model names to their config sections."""
+    """The model `name` built from its config section `cfg`, and its optimiser settings."""
     classes = {"storm": Storm, "rssm": Rssm, "mdnrnn": MdnRnn}
-    cfg = cfgs[name]
     return classes[name](cfg, obs_shape, is_image, num_actions), cfg.optim
