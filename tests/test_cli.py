@@ -86,6 +86,24 @@ def test_eval_prints_one_json_object(trained_run):
     assert sampled["greedy"] is False
 
 
+def test_eval_can_plan_on_any_runs_world_model_without_touching_the_run(trained_run):
+    before = snapshot(trained_run)
+    proc = wmrl("eval", str(trained_run), "--episodes", "2", "--plan", "--set", "cem.candidates=16",
+                "--set", "cem.elites=4", "--set", "cem.iterations=2")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["behavior"] == "cem" and len(out["returns"]) == 2
+    assert snapshot(trained_run) == before
+
+
+@pytest.mark.parametrize("extra", [["--set", "cem.candidates=16"], ["--plan", "--set", "train.steps=5"],
+                                   ["--plan", "--set", "cem.elites=999"]])
+def test_eval_rejects_settings_it_cannot_apply(trained_run, capsys, extra):
+    assert main(["eval", str(trained_run), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("--plan" in err or "cem." in err)
+
+
 def test_dream_writes_a_plot_and_errors(trained_run, tmp_path):
     out = tmp_path / "dream.png"
     proc = wmrl("dream", str(trained_run), "--horizon", "6", "--out", str(out))

@@ -45,11 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     e = sub.add_parser("eval", help="evaluate a trained run; prints one JSON object",
                        description="Play --episodes full episodes on a fresh env (seeded apart from training) "
-                                   "and print {return_mean, return_std, returns}. Greedy unless --sample.")
+                                   "and print {return_mean, return_std, returns, greedy, behavior}. Greedy unless --sample; "
+                                   "--plan acts by CEM planning on the run's world model (any run) instead.")
     e.add_argument("run_dir", type=Path)
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--sample", action="store_true", help="sample actions instead of taking the most likely")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    e.add_argument("--plan", action="store_true",
+                   help="act by CEM planning on the run's world model instead of its trained behaviour")
+    e.add_argument("--set", action="append", default=[], metavar="cem.KEY=VALUE", dest="overrides",
+                   help="with --plan: a planner setting (repeatable), e.g. --set cem.candidates=200")
     d = sub.add_parser("dream", help="show the model's open-loop imagination beside the real future",
                        description="From a real context in the run's replay, imagine --horizon steps under the "
                                    "real actions; write real | imagined side by side (GIF/MP4 for images, a PNG "
@@ -108,10 +113,12 @@ def _eval(args) -> None:
 
     if args.episodes < 1:
         raise WmrlError(f"--episodes {args.episodes} must be >= 1", "pass e.g. --episodes 10")
-    cfg, agent, _ = load_run(args.run_dir, args.device, with_replay=False)
+    if args.overrides and not args.plan:
+        raise WmrlError("--set on eval only changes the planner", "add --plan, e.g. --plan --set cem.horizon=20")
+    cfg, agent, _ = load_run(args.run_dir, args.device, with_replay=False, plan=args.overrides if args.plan else None)
     envs = make_eval_envs(cfg.env, cfg.seed + 2 * EVAL_SEED_OFFSET, args.episodes)
     result = evaluate(agent, envs, greedy=not args.sample)
-    print(json.dumps(result))
+    print(json.dumps({**result, "behavior": cfg.behavior}))
 
 
 def _dream(args) -> None:

@@ -4,19 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wmrl import config as config_mod
+from wmrl.errors import WmrlError
 from wmrl.run import rundir
 from wmrl.run.checkpoint import load_checkpoint
 from wmrl.run.trainer import build, setup_torch
 
 
-def load_run(run_dir: Path, device: str = "auto", with_replay: bool = True):
-    """(config, agent with the checkpoint's weights, replay holding the checkpoint's data or None)."""
+def load_run(run_dir: Path, device: str = "auto", with_replay: bool = True, plan: list[str] | None = None):
+    """(config, agent with the checkpoint's weights, replay holding the checkpoint's data or None).
+
+    With `plan` (a list of `cem.KEY=VALUE` overrides, possibly empty) the agent acts by CEM planning on
+    the run's world model instead of with the behaviour the run trained: the planner has no weights, so
+    any run's model can be planned on."""
     cfg = rundir.open_existing(run_dir)
     cfg.device = device
+    if plan is not None:
+        cfg.behavior = "cem"
+        for text in plan:
+            if not text.startswith("cem."):
+                raise WmrlError(f"--set {text} is not a planner setting",
+                                "with --plan only cem.* keys can be set, e.g. --set cem.candidates=200")
+            config_mod.apply(cfg, config_mod.parse_override(text))
+        config_mod.validate(cfg)
     dev = setup_torch(cfg)
     _, _, agent, replay = build(cfg, run_dir, dev)
     ckpt = load_checkpoint(run_dir, dev)
-    agent.load_state_dict(ckpt["agent"])
+    if plan is None:
+        agent.load_state_dict(ckpt["agent"])
+    else:
+        agent.load_state_dict({**ckpt["agent"], "behavior": agent.behavior.state_dict(),
+                               "behavior_opt": agent.behavior.optim_state_dict()})
     if not with_replay:
         return cfg, agent, None
     replay.load(ckpt["counters"]["step"])

@@ -1,0 +1,90 @@
+"""The (world model, behaviour) table on one env: steps and training minutes to a target, median over seeds.
+
+Each pair is measured by seeds.py under the name `<prefix>_<world model>_<behaviour>` with the
+behaviour's short name (e.g. cartpole_rssm_ac), with `--target T --set train.stop_at_return=T` so a run stops once it
+gets there. This script only reads those results and writes `results/<prefix>_pairs.{json,md}`; for a
+pair not measured yet it prints the seeds.py command that measures it.
+
+A seed that never reached the target counts as "not reached" (above every reached value) in the
+medians, so a median is a number only when more than half of the seeds got there.
+
+    python pairs.py --prefix cartpole --env CartPole-v1 --target 475 --steps 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+
+from common import RESULTS, save
+
+WORLD_MODELS = ("storm", "rssm", "mdnrnn")
+BEHAVIORS = {"actor_critic": "ac", "cem": "cem", "cmaes": "cmaes"}  # behaviour -> short name in result files
+
+
+def median_reached(values: list[float | None]) -> float | None:
+    """Median with None (never reached) ranked above every number; None when that median is unreached."""
+    ranked = sorted(math.inf if v is None else v for v in values)
+    med = statistics.median(ranked) if ranked else math.inf
+    return None if math.isinf(med) else med
+
+
+def summarize(results: list[dict]) -> dict:
+    steps = [r["first_eval_step_at_target"] for r in results]
+    minutes = [r["train_minutes_at_target"] if r["first_eval_step_at_target"] is not None else None for r in results]
+    return {"seeds": [r["seed"] for r in results],
+            "reached": sum(s is not None for s in steps),
+            "median_steps_to_target": median_reached(steps),
+            "median_minutes_to_target": median_reached(minutes),
+            "median_best_eval_return": statistics.median(r["best_eval_return"] or 0.0 for r in results),
+            "median_final_return": statistics.median(r["return_mean"] for r in results),
+            "per_seed": [{k: r[k] for k in ("seed", "first_eval_step_at_target", "train_minutes_at_target",
+                                            "best_eval_return", "return_mean", "steps_trained")} for r in results]}
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "not reached" if value is None else format(value, spec)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prefix", default="cartpole")
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--target", type=float, default=475.0)
+    p.add_argument("--steps", type=int, default=50000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    args = p.parse_args()
+
+    rows, table, missing = {}, [], []
+    table += [f"Env `{args.env}`: environment steps and training wall time until a greedy evaluation mean "
+              f">= {args.target:g} (median over seeds; a run stops there), else the best evaluation within "
+              f"{args.steps} steps. Per-pair commits, commands and machines are in results/{args.prefix}_<pair>.md.", "",
+              "| world model | behaviour | seeds reaching | steps to target | minutes to target | best eval (median) "
+              "| final greedy (median) | commit |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
+    for wm in WORLD_MODELS:
+        for beh, short in BEHAVIORS.items():
+            name = f"{args.prefix}_{wm}_{short}"
+            path = RESULTS / f"{name}.json"
+            if not path.exists():
+                missing.append(f"python seeds.py --name {name} --env {args.env} --steps {args.steps} --seeds "
+                               f"{' '.join(map(str, args.seeds))} --target {args.target:g} --set world_model={wm} "
+                               f"--set behavior={beh} --set train.stop_at_return={args.target:g} --set threads=1")
+                table.append(f"| {wm} | {beh} | - | - | - | - | - | not measured |")
+                continue
+            data = json.loads(path.read_text())
+            s = summarize(data["results"])
+            rows[f"{wm}+{beh}"] = {**s, "commit": data["commit"], "command": data["command"]}
+            table.append(f"| {wm} | {beh} | {s['reached']}/{len(s['seeds'])} | {fmt(s['median_steps_to_target'], '.0f')} | "
+                         f"{fmt(s['median_minutes_to_target'], '.1f')} | {s['median_best_eval_return']:.1f} | "
+                         f"{s['median_final_return']:.1f} | `{data['commit']}` |")
+    save(f"{args.prefix}_pairs", {"env": args.env, "target": args.target, "steps": args.steps, "pairs": rows},
+         "\n".join(table))
+    if missing:
+        print("\nnot measured yet:\n" + "\n".join(missing))
+
+
+if __name__ == "__main__":
+    main()
