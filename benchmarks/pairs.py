@@ -1,8 +1,8 @@
 """The (world model, behaviour) table on one env: steps and training minutes to a target, median over seeds.
 
 Each pair is measured by seeds.py under the name `<prefix>_<world model>_<behaviour>` with the
-behaviour's short name (e.g. cartpole_rssm_ac), with `--target T --set train.stop_at_return=T` so a run stops once it
-gets there. This script only reads those results and writes `results/<prefix>_pairs.{json,md}`; for a
+behaviour's short name (e.g. cartpole_rssm_ac), with `--target T --set train.stop_at_return=T` so a
+run stops once it gets there. This script only reads those results and writes `results/<prefix>_pairs.{json,md}`; for a
 pair not measured yet it prints the seeds.py command that measures it.
 
 A seed that never reached the target counts as "not reached" (above every reached value) in the
@@ -33,7 +33,7 @@ def median_reached(values: list[float | None]) -> float | None:
 
 def summarize(results: list[dict]) -> dict:
     steps = [r["first_eval_step_at_target"] for r in results]
-    minutes = [r["train_minutes_at_target"] if r["first_eval_step_at_target"] is not None else None for r in results]
+    minutes = [r["train_minutes_at_target"] for r in results]  # None where the target was not reached
     return {"seeds": [r["seed"] for r in results],
             "reached": sum(s is not None for s in steps),
             "median_steps_to_target": median_reached(steps),
@@ -57,8 +57,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = p.parse_args()
 
-    rows, table, missing = {}, [], []
-    table += [f"Env `{args.env}`: environment steps and training wall time until a greedy evaluation mean "
+    rows, missing = {}, []
+    table = [f"Env `{args.env}`: environment steps and training wall time until a greedy evaluation mean "
               f">= {args.target:g} (median over seeds; a run stops there), else the best evaluation within "
               f"{args.steps} steps. Per-pair commits, commands and machines are in results/{args.prefix}_<pair>.md.", "",
               "| world model | behaviour | seeds reaching | steps to target | minutes to target | best eval (median) "

@@ -84,6 +84,16 @@ def _write_plot(context: np.ndarray, real: np.ndarray, pred: np.ndarray, out: Pa
     plt.close(fig)
 
 
+def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torch.Tensor:
+    """action (B, T) of replay sequences -> (B, horizon): the actions really taken after a context of
+    `context` steps, a_{C-1} .. a_{C+H-2}, i.e. what open-loop imagination from that context is fed.
+    Where the sequences end early the last action is repeated (compare only the real steps there are)."""
+    taken = action[:, context - 1: context - 1 + horizon]
+    if taken.shape[1] < horizon:
+        taken = torch.cat([taken, taken[:, -1:].expand(-1, horizon - taken.shape[1])], 1)
+    return taken
+
+
 @torch.no_grad()
 def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto") -> dict:
     cfg, agent, replay = load_run(run_dir, device)
@@ -97,10 +107,7 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
     wm = agent.wm.eval()
     torch.manual_seed(seed)
     state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
-    actions = batch["action"][:, context - 1: context - 1 + horizon]  # a_{C-1} .. a_{C+H-2}
-    if actions.shape[1] < horizon:  # the segment ends: pad (the frames after it are not compared)
-        actions = torch.cat([actions, actions[:, -1:].expand(-1, horizon - actions.shape[1])], 1)
-    rollout = wm.imagine(state, actions, horizon)
+    rollout = wm.imagine(state, actions_taken_next(batch["action"], context, horizon), horizon)
     pred = wm.predict_obs(rollout.feat[:, 1:])[0].cpu().numpy()  # (H, *obs_shape)
     real = seq["obs"][0, context: context + horizon]
     H = min(len(real), horizon)
