@@ -3,8 +3,11 @@
 Actor: categorical policy on the world model's features, REINFORCE with the advantage
 (R_t - V(s_t)) / max(1, S), S the percentile return scale, plus an entropy bonus.
 Critic: two-hot symlog regression of the lambda-returns, regularised towards a slow (EMA) copy
-of itself. Returns bootstrap from the slow critic. Every loss term on s_t is weighted by the
-probability w_t that s_t is reached (continuation after predicted terminations).
+of itself. Returns bootstrap from the slow critic; the advantage's baseline V(s_t) is the current
+critic (as in STORM and DreamerV3), which keeps up with the returns while the slow copy lags: a
+slow baseline leaves early advantages large and positive whatever the action, and that collapses
+the policy's entropy. Every loss term on s_t is weighted by the probability w_t that s_t is
+reached (continuation after predicted terminations).
 """
 
 from __future__ import annotations
@@ -85,13 +88,14 @@ class ActorCritic(Behavior):
         """One actor and critic step on an imagined rollout (computed without gradients)."""
         feat, action = rollout.feat.detach(), rollout.action
         reward, cont = rollout.reward.float(), rollout.cont.float()
+        critic_logits = self.critic(feat[:, :-1])  # (B, H, bins)
         with torch.no_grad():
-            slow_logits = self.slow_critic(feat)  # (B, H+1, bins)
-            slow_value = self.twohot.decode(slow_logits)
+            slow_value = self.twohot.decode(self.slow_critic(feat))  # (B, H+1)
             returns = lambda_returns(reward, cont, slow_value, self.cfg.gamma, self.cfg.lam)  # (B, H)
             weight = continuation_weights(cont)  # (B, H)
             scale = self.normalizer.update(returns)
-            advantage = (returns - slow_value[:, :-1]) / scale
+            baseline = self.twohot.decode(critic_logits)  # (B, H)
+            advantage = (returns - baseline) / scale
         log_p = self.log_policy(feat[:, :-1])  # (B, H, actions)
         entropy = -(log_p.exp() * log_p).sum(-1)  # (B, H)
         chosen = log_p.gather(-1, action[..., None])[..., 0]
@@ -99,7 +103,7 @@ class ActorCritic(Behavior):
         # Cross-entropy to the returns plus slow_reg times cross-entropy to the slow critic's value,
         # computed as one cross-entropy against the summed two-hot targets.
         target = self.twohot.encode(returns) + self.cfg.slow_reg * self.twohot.encode(slow_value[:, :-1])
-        critic_loss = (weight * self.twohot.cross_entropy(self.critic(feat[:, :-1]), target)).mean()
+        critic_loss = (weight * self.twohot.cross_entropy(critic_logits, target)).mean()
         actor_norm = optimizer_step(actor_loss, self.actor, self.actor_opt, self.cfg.actor_optim)
         critic_norm = optimizer_step(critic_loss, self.critic, self.critic_opt, self.cfg.critic_optim)
         self._update_slow()
