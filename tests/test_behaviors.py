@@ -3,6 +3,7 @@ and every behaviour acting through the protocol on every world model."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pytest
@@ -89,3 +90,27 @@ def test_every_behaviour_acts_and_learns_on_every_world_model(name, behavior):
     changed = any(not torch.equal(v, b.state_dict()[k]) for k, v in before.items())
     assert changed == (b.starts is not None), "a learning behaviour must change its weights, a planner none"
     assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_actor_advantage_baseline_is_the_current_critic_not_the_slow_copy():
+    """With cont = 0 the returns are the rewards, so the slow critic (which only bootstraps the returns
+    and regularises the critic) cannot change the actor's loss; the current critic, the baseline, does."""
+    torch.manual_seed(0)
+    B, H, F, A = 8, 3, 5, 2
+    rollout = Rollout(torch.randn(B, H + 1, F), torch.randint(0, A, (B, H)), torch.randn(B, H) * 5,
+                      torch.zeros(B, H))
+    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1), F, A)
+
+    def actor_loss(agent: ActorCritic) -> float:
+        return agent.update(rollout)["ac/actor_loss"]
+
+    def perturbed(net: str) -> ActorCritic:
+        agent = copy.deepcopy(base)
+        with torch.no_grad():
+            for p in getattr(agent, net).parameters():
+                p.add_(torch.randn_like(p))
+        return agent
+
+    reference = actor_loss(copy.deepcopy(base))
+    assert actor_loss(perturbed("slow_critic")) == pytest.approx(reference, rel=1e-5)
+    assert abs(actor_loss(perturbed("critic")) - reference) > 1e-3
