@@ -2,8 +2,9 @@
 
 Each pair is measured by seeds.py under the name `<prefix>_<world model>_<behaviour>` with the
 behaviour's short name (e.g. cartpole_rssm_ac), with `--target T --set train.stop_at_return=T` so a
-run stops once it gets there. This script only reads those results and writes `results/<prefix>_pairs.{json,md}`; for a
-pair not measured yet it prints the seeds.py command that measures it.
+run stops once it gets there. This script only reads those results and writes
+`results/<prefix>_pairs.{json,md}`; for a pair not measured yet it prints the seeds.py command that
+measures it.
 
 A seed that never reached the target counts as "not reached" (above every reached value) in the
 medians, so a median is a number only when more than half of the seeds got there.
