@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from wmrl.behavior.returns import ReturnNormalizer, continuation_weights, lambda_returns
-from wmrl.nets.categorical import categorical_kl, gumbel_argmax, unimix_logits
+from wmrl.nets.categorical import categorical_kl, sample_index, sample_onehot, unimix_logits
 from wmrl.nets.encoders import EncoderConfig, VectorEncoder
 from wmrl.nets.normalize import RunningNorm
 from wmrl.nets.twohot import TwoHot, symexp, symlog
@@ -116,12 +116,26 @@ def test_categorical_kl_matches_reference_and_unimix_bounds_probabilities():
     assert p.exp().min().item() >= 0.01 / 5 - 1e-7
 
 
-def test_gumbel_sampling_follows_the_distribution():
+def test_inverse_cdf_sampling_follows_each_rows_distribution():
     torch.manual_seed(0)
-    probs = torch.tensor([0.1, 0.6, 0.3])
-    idx = gumbel_argmax(probs.log().expand(20000, 3))
-    freq = torch.bincount(idx, minlength=3).float() / 20000
-    assert torch.allclose(freq, probs, atol=0.015)
+    probs = torch.tensor([[0.1, 0.6, 0.3, 0.0], [0.0, 0.0, 0.5, 0.5], [0.25, 0.25, 0.25, 0.25]])
+    idx = sample_index(probs.log()[:, None].expand(3, 20000, 4))  # (3, 20000)
+    for row in range(3):
+        freq = torch.bincount(idx[row], minlength=4).float() / 20000
+        assert torch.allclose(freq, probs[row], atol=0.015)
+        assert freq[probs[row] == 0].sum() == 0  # a class of probability 0 is never drawn
+
+
+def test_onehot_sample_is_exact_and_straight_through_only_with_gradient():
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    sample = sample_onehot(unimix_logits(logits, 0.01))
+    assert torch.allclose(sample.detach(), sample.detach().round(), atol=1e-6)  # one-hot up to rounding
+    assert torch.equal(sample.detach().round().sum(-1), torch.ones(5, 3))
+    (sample * torch.randn(5, 3, 4)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0  # gradient reaches the probabilities
+    with torch.no_grad():
+        plain = sample_onehot(unimix_logits(logits, 0.01))
+    assert not plain.requires_grad and set(plain.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_running_norm_merges_batches_into_exact_moments():

@@ -20,7 +20,7 @@ from torch import nn
 
 from wmrl.behavior.protocol import Behavior
 from wmrl.behavior.returns import ReturnNormalizer, continuation_weights, lambda_returns
-from wmrl.nets.categorical import gumbel_argmax, unimix_logits
+from wmrl.nets.categorical import sample_index, unimix_logits
 from wmrl.nets.mlp import MLP
 from wmrl.nets.optim import OptimConfig, make_optimizer, optimizer_step
 from wmrl.nets.twohot import TwoHot
@@ -74,7 +74,7 @@ class ActorCritic(Behavior):
     def policy(self, feat: torch.Tensor, greedy: bool = False) -> torch.Tensor:
         """(B, F) -> (B,) actions: the mode if greedy, else a sample."""
         log_p = self.log_policy(feat)
-        return log_p.argmax(-1) if greedy else gumbel_argmax(log_p)
+        return log_p.argmax(-1) if greedy else sample_index(log_p)
 
     def act(self, wm, state, feat, greedy):
         return self.policy(feat, greedy)
