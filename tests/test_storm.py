@@ -3,12 +3,14 @@ tests, shared by every world model, are in test_world_models.py)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from tests.world_model_fixtures import batch, make_model
 from wmrl.nets.categorical import free_bits_mean
-from wmrl.worldmodels.storm_transformer import CausalTransformer, TransformerConfig
+from wmrl.worldmodels.storm_transformer import CausalTransformer, TransformerConfig, _rope_angles, _rotate
 
 @pytest.mark.parametrize("kind", ["vector", "minatar"])
 def test_cached_imagination_equals_uncached_forward(kind):
@@ -41,12 +43,13 @@ def test_attention_is_masked_across_episode_boundaries():
     assert not torch.allclose(out_x[:, :6], out_y[:, :6])
 
 
-def test_cache_slides_exactly_past_the_context_window():
+@pytest.mark.parametrize("streams", [2, 16])  # 16 streams take the batched (plain matmul) attention path
+def test_cache_slides_exactly_past_the_context_window(streams):
     torch.manual_seed(0)
     C = 6
     tf = CausalTransformer(TransformerConfig(layers=2, width=16, heads=2, ffn=32, context=C, dropout=0.0)).eval()
-    x = torch.randn(2, 4 * C, 16)
-    first = torch.zeros(2, 4 * C, dtype=torch.bool)
+    x = torch.randn(streams, 4 * C, 16)
+    first = torch.zeros(streams, 4 * C, dtype=torch.bool)
     first[:, 0] = True
     first[1, 9] = True
     with torch.no_grad():
@@ -56,6 +59,36 @@ def test_cache_slides_exactly_past_the_context_window():
             out, cache = tf(x[:, t:t + 1], first[:, t:t + 1], cache)
             outs.append(out)
     assert torch.allclose(torch.cat(outs, 1), full, atol=1e-5)
+
+
+def test_rotary_embedding_matches_a_slow_reference():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64)  # (B, heads, T, head_dim)
+    start, half = 1000, 4
+    got = _rotate(x, *_rope_angles(start, 5, half, torch.device("cpu")))
+    ref = x.clone()
+    for t in range(5):
+        for i in range(half):
+            angle = (start + t) * 10000.0 ** (-i / half)
+            a, b = x[..., t, i], x[..., t, i + half]
+            ref[..., t, i] = a * math.cos(angle) - b * math.sin(angle)
+            ref[..., t, i + half] = a * math.sin(angle) + b * math.cos(angle)
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_outputs_do_not_depend_on_where_an_episode_starts():
+    """Rotary positions are relative: an episode seen after 40 tokens of another one (masked out)
+    gives the same outputs as the same episode seen first."""
+    torch.manual_seed(0)
+    tf = CausalTransformer(TransformerConfig(layers=2, width=16, heads=2, ffn=32, context=8, dropout=0.0)).eval()
+    before, x = torch.randn(3, 40, 16), torch.randn(3, 10, 16)
+    first = torch.zeros(3, 10, dtype=torch.bool)
+    first[:, 0] = True
+    with torch.no_grad():
+        alone, _ = tf(x, first)
+        _, cache = tf(before, torch.zeros(3, 40, dtype=torch.bool))
+        later, _ = tf(x, first, cache)
+    assert torch.allclose(alone, later, atol=1e-5)
 
 
 def test_free_bits_apply_per_sample():

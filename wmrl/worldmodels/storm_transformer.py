@@ -18,6 +18,7 @@ attention instead of re-running the whole context (STORM flaw 2).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -67,19 +68,29 @@ class KVCache:
                        self.last_seg[idx], self.next_pos)
 
 
-def _rope_angles(pos: torch.Tensor, half: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of (T, half) rotation angles; computed in float64 so positions of 10^6 steps stay exact."""
-    inv_freq = base ** (-torch.arange(half, device=pos.device, dtype=torch.float64) / half)
-    angle = pos.to(torch.float64)[:, None] * inv_freq[None, :]
-    return angle.cos().float(), angle.sin().float()
+@functools.lru_cache(maxsize=64)
+def _rope_angles(start: int, length: int, half: int, device: torch.device, base: float = 10000.0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE factors for positions start .. start + length - 1: cos (length, 2 * half) and signed sin
+    (length, 2 * half) = [-sin, sin], so that rotation is x * cos + swap_halves(x) * sin.
+
+    The angles are computed in float64 so positions of 10^6 steps stay exact. Memoised: imagination
+    repeats the same positions at every update, and these ~10 tiny ops per step are a visible share
+    of a CPU imagination step.
+    """
+    with torch.inference_mode(False):  # normal tensors even if first made under inference mode
+        pos = torch.arange(start, start + length, device=device, dtype=torch.float64)
+        inv_freq = base ** (-torch.arange(half, device=device, dtype=torch.float64) / half)
+        angle = pos[:, None] * inv_freq[None, :]
+        cos, sin = angle.cos().float(), angle.sin().float()
+        return torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, heads, T, head_dim) pairwise by (T, head_dim / 2) angles (RoPE)."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+    """Rotate (B, heads, T, head_dim) by the (T, head_dim) factors of _rope_angles: each pair
+    (x_i, x_{i + head_dim / 2}) turns by its position's angle for frequency i."""
+    x1, x2 = x.chunk(2, -1)
+    return x * cos.to(x.dtype) + torch.cat([x2, x1], -1) * sin.to(x.dtype)
 
 
 class _Block(nn.Module):
@@ -98,12 +109,14 @@ class _Block(nn.Module):
     def forward(self, x, rope, mask, attend):
         """x: (B, T, width); attend(k, v) -> keys/values to attend over (new ones written to the cache)."""
         B, T, D = x.shape
-        q, k, v = self.qkv(self.norm1(x)).split(D, -1)
-        q, k, v = (t.reshape(B, T, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))
-        q, k = _rotate(q, *rope), _rotate(k, *rope)  # (B, heads, T, head_dim)
+        qk, v = self.qkv(self.norm1(x)).split((2 * D, D), -1)
+        # Queries and keys are rotated together: (B, 2 * heads, T, head_dim), then split.
+        q, k = _rotate(qk.reshape(B, T, 2 * self.heads, D // self.heads).transpose(1, 2), *rope).chunk(2, 1)
+        v = v.reshape(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, heads, T, head_dim)
         k, v = attend(k, v)
-        if T == 1 and not self.training:
-            # One query per stream (imagination, acting): plain matmuls beat the fused CPU kernel here.
+        if not self.training and B * T > 8:
+            # Batched inference (imagination, its context): plain matmuls match the fused CPU kernel
+            # for one query per stream and are ~3x faster for a few (it is quicker for B * T tiny).
             scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, heads, 1, K)
             att = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
         else:
@@ -152,21 +165,23 @@ class CausalTransformer(nn.Module):
         in_place = T == 1 and not fresh
         seg = cache.last_seg[:, None] + is_first.long().cumsum(1)  # (B, T)
         pos = cache.next_pos + torch.arange(T, device=x.device)  # (T,)
-        keep = torch.arange(max(0, T - C), T, device=x.device)  # new tokens that stay in the window
-        slots = pos[keep] % C
         if in_place:
             # One token: write it into its slot first (the token it replaces left the window), then
-            # attend over the buffer: O(context) work, no copy of the cache.
-            cache.pos[slots] = pos
-            cache.seg[:, slots] = seg
+            # attend over the buffer: O(context) work, no copy of the cache. The slot is a Python
+            # int, so the writes are plain copies rather than indexed scatters.
+            keep, slots = None, cache.next_pos % C
+            cache.pos[slots] = cache.next_pos
+            cache.seg[:, slots] = seg[:, 0]
             key_seg, key_pos = cache.seg, cache.pos  # (B, C), (C,)
         else:
+            keep = torch.arange(max(0, T - C), T, device=x.device)  # new tokens that stay in the window
+            slots = pos[keep] % C
             key_seg = seg if fresh else torch.cat([cache.seg, seg], 1)  # (B, K)
             key_pos = pos if fresh else torch.cat([cache.pos, pos])  # (K,)
         dist = pos[:, None] - key_pos[None, :]  # (T, K)
         visible = (dist >= 0) & (dist < C)
         mask = ((seg[:, :, None] == key_seg[:, None, :]) & visible[None])[:, None]  # (B, 1, T, K)
-        rope = _rope_angles(pos, self.cfg.width // self.cfg.heads // 2)
+        rope = _rope_angles(cache.next_pos, T, self.cfg.width // self.cfg.heads // 2, x.device)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, mask, self._attend(cache, i, in_place, fresh, keep, slots))
         if not in_place:
@@ -180,7 +195,7 @@ class CausalTransformer(nn.Module):
         def attend(k: torch.Tensor, v: torch.Tensor):
             ck, cv = cache.k[layer], cache.v[layer]
             if in_place:
-                ck[:, :, slots], cv[:, :, slots] = k, v
+                ck[:, :, slots], cv[:, :, slots] = k[:, :, 0], v[:, :, 0]
                 return ck, cv
             out = (k, v) if fresh else (torch.cat([ck, k], 2), torch.cat([cv, v], 2))
             ck[:, :, slots], cv[:, :, slots] = k[:, :, keep], v[:, :, keep]
