@@ -17,7 +17,7 @@ class OptimConfig:
 
 
 def make_optimizer(module: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(module.parameters(), lr=cfg.lr, eps=cfg.eps)
+    return torch.optim.Adam(module.parameters(), lr=cfg.lr, eps=cfg.eps, foreach=True)
 
 
 def optimizer_step(loss: torch.Tensor, module: nn.Module, opt: torch.optim.Optimizer, cfg: OptimConfig) -> float:

@@ -44,7 +44,8 @@ class Agent:
     def act(self, state, obs: np.ndarray, prev_action: np.ndarray, is_first: np.ndarray, greedy: bool):
         """One real step for N envs: obs (N, *obs_shape), prev_action (N,), is_first (N,) -> the new
         model state and actions (N,) as a numpy array."""
-        self.wm.eval()
+        if self.wm.training:  # Module.eval() walks every submodule: a visible cost per env step
+            self.wm.eval()
         o = torch.as_tensor(np.asarray(obs), device=self.device)
         a = torch.as_tensor(np.asarray(prev_action, dtype=np.int64), device=self.device)
         f = torch.as_tensor(np.asarray(is_first, dtype=bool), device=self.device)
