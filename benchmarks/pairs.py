@@ -9,7 +9,7 @@ measures it.
 A seed that never reached the target counts as "not reached" (above every reached value) in the
 medians, so a median is a number only when more than half of the seeds got there.
 
-    python pairs.py --prefix cartpole --env CartPole-v1 --target 475 --steps 50000
+    python pairs.py --prefix cartpole --env CartPole-v1 --target 475 --steps 50000 [--use storm+actor_critic=cartpole]
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ def main() -> None:
     p.add_argument("--target", type=float, default=475.0)
     p.add_argument("--steps", type=int, default=50000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--use", action="append", default=[], metavar="WM+BEHAVIOUR=NAME",
+                   help="read a pair from results/NAME.json instead, e.g. storm+actor_critic=cartpole (the default "
+                        "agent's own benchmark, run with --target but without stopping there)")
     args = p.parse_args()
+    sources = dict(item.split("=", 1) for item in args.use)
 
     rows, missing = {}, []
     table = [f"Env `{args.env}`: environment steps and training wall time until a greedy evaluation mean "
@@ -67,7 +71,7 @@ def main() -> None:
               "|---|---|---:|---:|---:|---:|---:|---|"]
     for wm in WORLD_MODELS:
         for beh, short in BEHAVIORS.items():
-            name = f"{args.prefix}_{wm}_{short}"
+            name = sources.get(f"{wm}+{beh}", f"{args.prefix}_{wm}_{short}")
             path = RESULTS / f"{name}.json"
             if not path.exists():
                 missing.append(f"python seeds.py --name {name} --env {args.env} --steps {args.steps} --seeds "
