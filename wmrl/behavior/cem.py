@@ -21,6 +21,7 @@ import torch
 from wmrl.behavior.protocol import Behavior
 from wmrl.behavior.returns import discounted_return
 from wmrl.errors import WmrlError, require_positive
+from wmrl.nets.categorical import onehot_of
 
 
 @dataclass
@@ -47,7 +48,7 @@ def refit(seqs: torch.Tensor, scores: torch.Tensor, elites: int, num_actions: in
     `elites` best sequences of each batch row, mixed with `min_prob` uniform."""
     top = scores.topk(elites, dim=1).indices  # (B, E)
     best = seqs.gather(1, top[..., None].expand(-1, -1, seqs.shape[-1]))  # (B, E, H)
-    freq = torch.nn.functional.one_hot(best, num_actions).float().mean(1)  # (B, H, A)
+    freq = onehot_of(best, num_actions, torch.float32).mean(1)  # (B, H, A)
     mix = min(min_prob * num_actions, 1.0)
     return (1 - mix) * freq + mix / num_actions
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from wmrl.errors import WmrlError, require_positive
+from wmrl.nets.categorical import onehot_of
 from wmrl.nets.mdn import MixtureDensityHead
 from wmrl.worldmodels.gaussian_vae import GaussianVAE
 from wmrl.worldmodels.model_config import WorldModelConfig
@@ -97,7 +97,7 @@ class MdnRnn(WorldModel):
 
     def _step(self, state: MdnRnnState, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM after [z, onehot(action)]: (h, c), each (B, hidden)."""
-        x = torch.cat([state.z, F.one_hot(action, self.num_actions).to(state.z.dtype)], -1)
+        x = torch.cat([state.z, onehot_of(action, self.num_actions, state.z.dtype)], -1)
         return self.lstm(x, (state.h, state.c))
 
     def _scan(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor

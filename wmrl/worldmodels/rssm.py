@@ -18,10 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 from wmrl.errors import require_positive
-from wmrl.nets.categorical import balanced_kl, draw, unimix_logits
+from wmrl.nets.categorical import balanced_kl, draw, onehot_of, unimix_logits
 from wmrl.nets.encoders import make_decoder, make_encoder
 from wmrl.nets.gru import LayerNormGRUCell
 from wmrl.nets.mlp import MLP
@@ -75,7 +74,7 @@ class Rssm(WorldModel):
 
     def _transition(self, h: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """(B, deter), (B, latent), (B,) -> g: (B, deter), the state after the action."""
-        x = self.gru_in(torch.cat([z, F.one_hot(action, self.num_actions).to(z.dtype)], -1))
+        x = self.gru_in(torch.cat([z, onehot_of(action, self.num_actions, z.dtype)], -1))
         return self.gru(x, h)
 
     def _posterior(self, h: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from wmrl.errors import WmrlError, require_positive
-from wmrl.nets.categorical import balanced_kl, draw, unimix_logits
+from wmrl.nets.categorical import balanced_kl, draw, onehot_of, unimix_logits
 from wmrl.nets.mlp import MLP
 from wmrl.worldmodels.model_config import CategoricalLatentConfig
 from wmrl.worldmodels.outcome_heads import OutcomeHeads
@@ -80,7 +79,7 @@ class Storm(WorldModel):
 
     # ----------------------------------------------------------------------------- helpers
     def _token(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.tokenizer(torch.cat([z, F.one_hot(action, self.num_actions).to(z.dtype)], -1))
+        return self.tokenizer(torch.cat([z, onehot_of(action, self.num_actions, z.dtype)], -1))
 
     def _prior(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.prior_head(h)
