@@ -45,6 +45,16 @@ def summarize(results: list[dict]) -> dict:
                                             "best_eval_return", "return_mean", "steps_trained")} for r in results]}
 
 
+def pair_source(text: str) -> tuple[str, str]:
+    """`--use` value WM+BEHAVIOUR=NAME -> ("WM+BEHAVIOUR", NAME), checked against the known pairs."""
+    pair, sep, name = text.partition("=")
+    wm, _, beh = pair.partition("+")
+    if not sep or not name or wm not in WORLD_MODELS or beh not in BEHAVIORS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WM+BEHAVIOUR=NAME with WM in {WORLD_MODELS} and "
+                                         f"BEHAVIOUR in {tuple(BEHAVIORS)}, e.g. storm+actor_critic=cartpole")
+    return pair, name
+
+
 def fmt(value: float | None, spec: str) -> str:
     return "not reached" if value is None else format(value, spec)
 
@@ -56,11 +66,11 @@ def main() -> None:
     p.add_argument("--target", type=float, default=475.0)
     p.add_argument("--steps", type=int, default=50000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--use", action="append", default=[], metavar="WM+BEHAVIOUR=NAME",
+    p.add_argument("--use", action="append", default=[], type=pair_source, metavar="WM+BEHAVIOUR=NAME",
                    help="read a pair from results/NAME.json instead, e.g. storm+actor_critic=cartpole (the default "
                         "agent's own benchmark, run with --target but without stopping there)")
     args = p.parse_args()
-    sources = dict(item.split("=", 1) for item in args.use)
+    sources = dict(args.use)
 
     rows, missing = {}, []
     table = [f"Env `{args.env}`: environment steps and training wall time until a greedy evaluation mean "
