@@ -55,6 +55,17 @@ def pair_source(text: str) -> tuple[str, str]:
     return pair, name
 
 
+ROUTINE_SETTINGS = ("world_model", "behavior", "train.stop_at_return", "threads")
+
+
+def extra_settings(command: str) -> str:
+    """The `--set key=value` overrides of a seeds.py command beyond the pair's routine ones (comma-joined)."""
+    words = command.split()
+    pairs = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
+    extra = [kv for kv in pairs if kv.partition("=")[0] not in ROUTINE_SETTINGS]
+    return ", ".join(f"`{kv}`" for kv in extra) or "preset"
+
+
 def fmt(value: float | None, spec: str) -> str:
     return "not reached" if value is None else format(value, spec)
 
@@ -75,10 +86,12 @@ def main() -> None:
     rows, missing = {}, []
     table = [f"Env `{args.env}`: environment steps and training wall time until a greedy evaluation mean "
               f">= {args.target:g} (median over seeds; a run stops there), else the best evaluation within "
-              f"{args.steps} steps. Per-pair commits, commands and machines are in results/{args.prefix}_<pair>.md.", "",
+              f"{args.steps} steps; \"steps trained\" is how far the furthest seed got (less than that budget where a "
+              f"run was stopped early). Per-pair commits, commands and machines are in "
+              f"results/{args.prefix}_<pair>.md.", "",
               "| world model | behaviour | seeds reaching | steps to target | minutes to target | best eval (median) "
-              "| final greedy (median) | commit |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
+              "| final greedy (median) | steps trained (max) | settings beyond the preset | commit |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for wm in WORLD_MODELS:
         for beh, short in BEHAVIORS.items():
             name = sources.get(f"{wm}+{beh}", f"{args.prefix}_{wm}_{short}")
@@ -87,14 +100,15 @@ def main() -> None:
                 missing.append(f"python seeds.py --name {name} --env {args.env} --steps {args.steps} --seeds "
                                f"{' '.join(map(str, args.seeds))} --target {args.target:g} --set world_model={wm} "
                                f"--set behavior={beh} --set train.stop_at_return={args.target:g} --set threads=1")
-                table.append(f"| {wm} | {beh} | - | - | - | - | - | not measured |")
+                table.append(f"| {wm} | {beh} | - | - | - | - | - | - | - | not measured |")
                 continue
             data = json.loads(path.read_text())
             s = summarize(data["results"])
             rows[f"{wm}+{beh}"] = {**s, "commit": data["commit"], "command": data["command"]}
             table.append(f"| {wm} | {beh} | {s['reached']}/{len(s['seeds'])} | {fmt(s['median_steps_to_target'], '.0f')} | "
                          f"{fmt(s['median_minutes_to_target'], '.1f')} | {s['median_best_eval_return']:.1f} | "
-                         f"{s['median_final_return']:.1f} | `{data['commit']}` |")
+                         f"{s['median_final_return']:.1f} | {max(r['steps_trained'] for r in data['results'])} | "
+                         f"{extra_settings(data['command'])} | `{data['commit']}` |")
     save(f"{args.prefix}_pairs", {"env": args.env, "target": args.target, "steps": args.steps, "pairs": rows},
          "\n".join(table))
     if missing:
