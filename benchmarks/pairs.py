@@ -23,6 +23,7 @@ from common import RESULTS, save
 
 WORLD_MODELS = ("storm", "rssm", "mdnrnn")
 BEHAVIORS = {"actor_critic": "ac", "cem": "cem", "cmaes": "cmaes"}  # behaviour -> short name in result files
+ROUTINE_SETTINGS = ("world_model", "behavior", "train.stop_at_return", "threads")  # set by every pair run
 
 
 def median_reached(values: list[float | None]) -> float | None:
@@ -53,9 +54,6 @@ def pair_source(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"{text!r} is not WM+BEHAVIOUR=NAME with WM in {WORLD_MODELS} and "
                                          f"BEHAVIOUR in {tuple(BEHAVIORS)}, e.g. storm+actor_critic=cartpole")
     return pair, name
-
-
-ROUTINE_SETTINGS = ("world_model", "behavior", "train.stop_at_return", "threads")
 
 
 def extra_settings(command: str) -> str:
