@@ -1,19 +1,22 @@
 """Behaviours: the CEM refit against a slow reference, CEM planning on a model with a known optimum,
-and every behaviour acting through the protocol on every world model."""
+every behaviour acting through the protocol on every world model, and the agent's imagination starts."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
 from tests.world_model_fixtures import MODELS, batch, make_model
+from wmrl import config as config_mod
 from wmrl.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from wmrl.behavior.cem import CemConfig, CemPlanner, refit
 from wmrl.behavior.cmaes import CmaesConfig, CmaesController
 from wmrl.behavior.returns import discounted_return
+from wmrl.run.trainer import build, setup_torch
 from wmrl.worldmodels.protocol import Rollout, WorldModel
 
 
@@ -114,3 +117,21 @@ def test_actor_advantage_baseline_is_the_current_critic_not_the_slow_copy():
     reference = actor_loss(copy.deepcopy(base))
     assert actor_loss(perturbed("slow_critic")) == pytest.approx(reference, rel=1e-5)
     assert abs(actor_loss(perturbed("critic")) - reference) > 1e-3
+
+
+@pytest.mark.parametrize("name, burn_in", [("storm", 0), ("rssm", 5)])
+def test_imagination_starts_are_filtered_over_the_burn_in_then_the_context(tmp_path, name, burn_in):
+    """The agent samples start windows of the world model's burn-in plus the behaviour's context."""
+    overrides = [f"world_model={name}", "actor_critic.imag_context=3", "actor_critic.imag_batch=6"]
+    if burn_in:
+        overrides.append(f"{name}.burn_in={burn_in}")
+    cfg = config_mod.build(["debug"], {"seed": 0}, overrides)
+    _, spec, agent, replay = build(cfg, tmp_path, setup_torch(cfg))
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        replay.add(rng.standard_normal(spec.obs_shape), int(rng.integers(2)), 1.0, t % 20 == 19, t % 20 == 0)
+    asked = []
+    sample = replay.sample
+    replay.sample = lambda batch, length, rng: asked.append((batch, length)) or sample(batch, length, rng)
+    agent.update(replay, rng)
+    assert asked == [(cfg.train.wm_batch, cfg.train.wm_seq), (6, burn_in + 3)]

@@ -182,6 +182,12 @@ def test_bad_override_value(tmp_path, capsys):
     assert "train.steps='lots'" in err
 
 
+def test_warmup_shorter_than_the_imagination_start_windows(tmp_path, capsys):
+    err = run_error(["train", "--preset", "debug", "--set", "world_model=rssm", "--set", "rssm.burn_in=70",
+                     "--run-dir", str(tmp_path / "r")], capsys)
+    assert "rssm.burn_in=70" in err and "train.warmup >= 74" in err and not (tmp_path / "r").exists()
+
+
 def test_unsupported_observation_space(tmp_path, capsys):
     err = run_error(["train", "--env", "tests.fake_envs:WmrlTestDictObs-v0", "--run-dir", str(tmp_path / "r")], capsys)
     assert "observation" in err and not (tmp_path / "r").exists()

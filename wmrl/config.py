@@ -172,18 +172,23 @@ def _validate_models(cfg: Config) -> None:
         return
     if cfg.behavior == "cmaes":
         cfg.cmaes.validate()
-        if cfg.cmaes.where == "dream" and tc.warmup < cfg.cmaes.context:
-            raise WmrlError(f"train.warmup={tc.warmup} is shorter than cmaes.context={cfg.cmaes.context}",
-                            "set train.warmup >= cmaes.context")
+        if cfg.cmaes.where == "dream":
+            _require_start_windows(cfg, "cmaes.context", cfg.cmaes.context)
         return
     ac = cfg.actor_critic
     require_positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
     if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
         raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
                         "use gamma=0.985 lam=0.95 (STORM)")
-    if tc.warmup < ac.imag_context:
-        raise WmrlError(f"train.warmup={tc.warmup} is shorter than actor_critic.imag_context={ac.imag_context}",
-                        "set train.warmup >= actor_critic.imag_context")
+    _require_start_windows(cfg, "actor_critic.imag_context", ac.imag_context)
+
+
+def _require_start_windows(cfg: Config, key: str, context: int) -> None:
+    """Warm-up must leave replay windows of the world model's burn-in plus the behaviour's context."""
+    burn_in = getattr(cfg, cfg.world_model).burn_in
+    if cfg.train.warmup < burn_in + context:
+        raise WmrlError(f"train.warmup={cfg.train.warmup} is shorter than {cfg.world_model}.burn_in={burn_in} "
+                        f"plus {key}={context}", f"set train.warmup >= {burn_in + context}")
 
 
 def to_dict(cfg: Config) -> dict:

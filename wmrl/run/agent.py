@@ -74,7 +74,8 @@ class Agent:
         metrics["wm/grad_norm"] = optimizer_step(loss, self.wm, self.wm_opt, self.wm_optim_cfg)
         self.wm.eval()
         if self.behavior.starts is not None and self.wm.ready_to_imagine:
-            ctx = self.to_tensors(replay.sample(*self.behavior.starts, rng))
+            batch, context = self.behavior.starts
+            ctx = self.to_tensors(replay.sample(batch, self.wm.burn_in + context, rng))
             with torch.no_grad(), self.autocast():
                 start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
             with self.autocast():

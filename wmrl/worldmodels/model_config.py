@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wmrl.errors import require_positive
+from wmrl.errors import WmrlError, require_positive
 from wmrl.nets.encoders import EncoderConfig
 from wmrl.nets.optim import OptimConfig
 
@@ -17,10 +17,15 @@ class WorldModelConfig:
     head_layers: int = 1
     reward_bins: int = 255
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, eps=1e-8, clip=1000.0))
+    burn_in: int = 0
+    """Extra real steps the model observes before each imagination start's context (see
+    WorldModel.burn_in)."""
 
     def validate(self, section: str) -> None:
         """Raise a WmrlError for a bad field; `section` is the config key (e.g. "rssm") for the message."""
         require_positive(section, self, "head_hidden", "head_layers", "reward_bins")
+        if self.burn_in < 0:
+            raise WmrlError(f"{section}.burn_in={self.burn_in} is negative", "use 0 or more real steps")
         require_positive(f"{section}.optim", self.optim, "lr")
         self.encoder.validate()
 

@@ -23,6 +23,8 @@ from typing import Any, Callable, Union
 import torch
 from torch import nn
 
+from wmrl.worldmodels.model_config import WorldModelConfig
+
 Policy = Callable[[torch.Tensor], torch.Tensor]
 """Maps features (B, F) to actions (B,) int64."""
 
@@ -46,6 +48,7 @@ class Rollout:
 class WorldModel(nn.Module):
     """Base class of every world model. Subclasses implement the abstract methods below."""
 
+    cfg: WorldModelConfig
     feat_dim: int
     latent_dim: int
     """Features are [z, h]: the stochastic latent (latent_dim) first, then the model's history state."""
@@ -56,6 +59,14 @@ class WorldModel(nn.Module):
     ready_to_imagine: bool = True
     """False while imagination is not yet meaningful (V-M-C trains M only after V); the agent does not
     call a behaviour's `learn` until then."""
+
+    @property
+    def burn_in(self) -> int:
+        """Real steps observed before the context of an imagination start (replay windows for start
+        states are this much longer than the behaviour's context). A recurrent state filtered from zeros
+        over a short window differs from the state of an agent acting deep into an episode; the burn-in
+        lets it forget the start. Every model config has the field; only recurrent models need it."""
+        return self.cfg.burn_in
 
     def initial(self, batch: int) -> Any:
         """A state before any observation; the first `observe` must have is_first=True."""
