@@ -86,6 +86,14 @@ def test_eval_prints_one_json_object(trained_run):
     assert sampled["greedy"] is False
 
 
+def test_eval_is_reproducible_even_when_sampling(trained_run):
+    """Environments and the model's random draws (latents, sampled actions) are seeded, so the same
+    checkpoint gives the same figures."""
+    runs = [json.loads(wmrl("eval", str(trained_run), "--episodes", "4", "--sample").stdout)["returns"]
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
 def test_eval_can_plan_on_any_runs_world_model_without_touching_the_run(trained_run):
     before = snapshot(trained_run)
     proc = wmrl("eval", str(trained_run), "--episodes", "2", "--plan", "--set", "cem.candidates=16",

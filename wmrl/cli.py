@@ -107,6 +107,8 @@ def _train(args) -> None:
 
 
 def _eval(args) -> None:
+    import torch
+
     from wmrl.run.inference import load_run
     from wmrl.run.evaluate import evaluate, make_eval_envs
     from wmrl.run.trainer import EVAL_SEED_OFFSET
@@ -116,7 +118,9 @@ def _eval(args) -> None:
     if args.overrides and not args.plan:
         raise WmrlError("--set on eval only changes the planner", "add --plan, e.g. --plan --set cem.horizon=20")
     cfg, agent, _ = load_run(args.run_dir, args.device, with_replay=False, plan=args.overrides if args.plan else None)
-    envs = make_eval_envs(cfg.env, cfg.seed + 2 * EVAL_SEED_OFFSET, args.episodes)
+    seed = cfg.seed + 2 * EVAL_SEED_OFFSET
+    torch.manual_seed(seed)  # latents are sampled while observing: the same checkpoint gives the same figures
+    envs = make_eval_envs(cfg.env, seed, args.episodes)
     result = evaluate(agent, envs, greedy=not args.sample)
     print(json.dumps({**result, "behavior": cfg.behavior}))
 
