@@ -1,8 +1,9 @@
 """Train one configuration over several seeds, evaluate each, and report per-seed figures and medians.
 
-Each seed: `wmrl train ... --seed S --run-dir OUT/seedS` (timed: training wall time), then
-`wmrl eval OUT/seedS --episodes N` (greedy). A seed whose run directory has a checkpoint short of
---steps is resumed, so long benchmarks can continue across sessions. Run seeds one at a time on an
+Each seed: `wmrl train ... --seed S --run-dir OUT/seedS`, then
+`wmrl eval OUT/seedS --episodes N` (greedy). The training wall time is the run's own clock at its last
+checkpoint (summed over resumes, evaluations during training included). A seed whose run directory has
+a checkpoint short of --steps is resumed, so long benchmarks can continue across sessions. Run seeds one at a time on an
 idle machine for honest wall times (or pass --parallel with --set threads=1 and say so).
 
   python benchmarks/seeds.py --name cartpole --env CartPole-v1 --steps 20000 --seeds 1 2 3
@@ -17,7 +18,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,20 +32,19 @@ def wmrl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "wmrl", *args], cwd=ROOT, capture_output=True, text=True)
 
 
-def checkpoint_state(run: Path) -> tuple[int, bool]:
-    """(steps in the run's checkpoint or -1, whether it stopped early at train.stop_at_return)."""
+def checkpoint_state(run: Path) -> tuple[int, bool, float]:
+    """(steps in the run's checkpoint or -1, whether it stopped early at train.stop_at_return, training
+    seconds up to the checkpoint summed over resumes; work lost to an interruption is not counted)."""
     ckpt = run / "checkpoints" / "latest.pt"
     if not ckpt.exists():
-        return -1, False
+        return -1, False, 0.0
     counters = torch.load(ckpt, weights_only=False)["counters"]
-    return counters["step"], bool(counters.get("stopped_at_target"))
+    return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 
 def run_seed(args, seed: int) -> dict:
     run = Path(args.out) / f"seed{seed}"
-    done, stopped = checkpoint_state(run)
-    timing_file = run / "benchmark_wall_seconds.json"
-    wall = json.loads(timing_file.read_text())["seconds"] if timing_file.exists() else 0.0
+    done, stopped, _ = checkpoint_state(run)
     if done < args.steps and not stopped:
         if done >= 0:
             cmd = ["train", "--run-dir", str(run), "--resume", "--steps", str(args.steps), "--no-progress"]
@@ -53,18 +52,15 @@ def run_seed(args, seed: int) -> dict:
             cmd = ["train", "--env", args.env, "--steps", str(args.steps), "--seed", str(seed), "--run-dir", str(run),
                    "--no-progress"] + [x for p in args.preset for x in ("--preset", p)] + \
                   [x for s in args.set for x in ("--set", s)]
-        start = time.time()
         proc = wmrl(*cmd)
-        wall += time.time() - start  # summed over sessions when resumed
-        run.mkdir(parents=True, exist_ok=True)
-        timing_file.write_text(json.dumps({"seconds": wall}))
         if proc.returncode != 0:
             raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
+    _, _, seconds = checkpoint_state(run)
     ev = json.loads(wmrl("eval", str(run), "--episodes", str(args.episodes)).stdout)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/return_mean" in r]
     reached = next((r for r in evals if args.target is not None and r["eval/return_mean"] >= args.target), {})
-    result = {"seed": seed, "train_minutes": wall / 60, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
+    result = {"seed": seed, "train_minutes": seconds / 60, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
               "returns": ev["returns"], "first_eval_step_at_target": reached.get("step"),
               "train_minutes_at_target": reached.get("time/train_minutes"),
               "best_eval_return": max((r["eval/return_mean"] for r in evals), default=None),
