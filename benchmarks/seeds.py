@@ -1,10 +1,10 @@
 """Train one configuration over several seeds, evaluate each, and report per-seed figures and medians.
 
-Each seed: `wmrl train ... --seed S --run-dir OUT/seedS`, then
-`wmrl eval OUT/seedS --episodes N` (greedy). The training wall time is the run's own clock at its last
-checkpoint (summed over resumes, evaluations during training included). A seed whose run directory has
-a checkpoint short of --steps is resumed, so long benchmarks can continue across sessions. Run seeds one at a time on an
-idle machine for honest wall times (or pass --parallel with --set threads=1 and say so).
+Each seed: `wmrl train ... --seed S --run-dir OUT/seedS`, then `wmrl eval OUT/seedS --episodes N`
+(greedy). The training wall time is the run's own clock at its last checkpoint (summed over resumes,
+evaluations during training included). A seed whose run directory has a checkpoint short of --steps is
+resumed, so long benchmarks can continue across sessions. Run seeds one at a time on an idle machine
+for honest wall times (or pass --parallel with --set threads=1 and say so).
 
   python benchmarks/seeds.py --name cartpole --env CartPole-v1 --steps 20000 --seeds 1 2 3
   python benchmarks/seeds.py --name minatar_breakout --preset minatar --env MinAtar/Breakout-v1 \\

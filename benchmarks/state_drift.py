@@ -39,7 +39,9 @@ def main() -> None:
     cfg, agent, replay = load_run(args.run_dir, "cpu")
     wm, behavior = agent.wm.eval(), agent.behavior
     wm.deterministic = True
-    rows = {k: torch.as_tensor(v[:len(replay)]) for k, v in replay._arrays().items()}
+    # The one window as long as the buffer is all of it, oldest first (its first row marked a start).
+    whole = replay.sample(1, len(replay), np.random.default_rng(0))
+    rows = {k: torch.as_tensor(v[0]) for k, v in whole.items()}
     eps = episodes(rows["is_first"].numpy(), max(args.probes) + 1)[:args.episodes]
     if not eps:
         raise SystemExit(f"no episode in the replay lasts {max(args.probes) + 1} steps; lower --probes")

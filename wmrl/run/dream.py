@@ -1,9 +1,9 @@
 """`wmrl dream`: the model's open-loop imagination beside the real future under the same actions.
 
-From a real context of the model's `burn_in` plus `imag_context` steps taken from the run's replay, the world model imagines
-`horizon` steps fed with the actions that were really taken; the predicted observations are shown
-beside the real ones (GIF/MP4 for images, one PNG panel per state dimension for vectors) with the
-per-step prediction error (mean squared error, images in [0, 1] units).
+From a real context of the model's `burn_in` plus `imag_context` steps taken from the run's replay, the
+world model imagines `horizon` steps fed with the actions that were really taken; the predicted
+observations are shown beside the real ones (GIF/MP4 for images, one PNG panel per state dimension for
+vectors) with the per-step prediction error (mean squared error, images in [0, 1] units).
 """
 
 from __future__ import annotations
