@@ -13,7 +13,7 @@ import torch
 from tests.world_model_fixtures import MODELS, batch, make_model
 from wmrl import config as config_mod
 from wmrl.behavior.actor_critic import ActorCritic, ActorCriticConfig
-from wmrl.behavior.cem import CemConfig, CemPlanner, refit
+from wmrl.behavior.cem import CemConfig, CemPlanner, modal_action, refit
 from wmrl.behavior.cmaes import CmaesConfig, CmaesController
 from wmrl.behavior.returns import discounted_return
 from wmrl.run.trainer import build, setup_torch
@@ -69,6 +69,19 @@ def test_cem_finds_the_best_action_sequence():
     action = planner.act(_TargetModel(target, 5), _TargetState(torch.zeros(2)), torch.zeros(2, 1), greedy=True)
     assert action.tolist() == [2, 2]
     assert planner.plan.argmax(-1).tolist() == [target.tolist()] * 2
+
+
+def test_greedy_cem_gives_a_tie_to_the_best_sequence_not_to_the_lowest_action():
+    shares = torch.tensor([[0.5, 0.5], [0.7, 0.3], [0.2, 0.8]])
+    assert modal_action(shares, torch.tensor([1, 1, 0])).tolist() == [1, 0, 1]
+    # every plan scores 0, so each row's elites split at random: greedy actions must not lean to action 0
+    # (argmax alone picks 0 in the half of the rows whose two elites disagree: 75% zeros)
+    torch.manual_seed(0)
+    rows = 512
+    planner = CemPlanner(CemConfig(horizon=2, candidates=8, iterations=1, elites=2, warm_start=False), num_actions=2)
+    actions = planner.act(_TargetModel(torch.tensor([-1, -1]), 2), _TargetState(torch.zeros(rows)),
+                          torch.zeros(rows, 1), greedy=True)
+    assert abs(actions.float().mean().item() - 0.5) < 0.08
 
 
 @pytest.mark.parametrize("name", MODELS)

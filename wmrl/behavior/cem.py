@@ -5,8 +5,9 @@ the action of each of the next `horizon` steps (B, H, A); `iterations` times, sa
 action sequences, imagine them all as one batch, score each by its predicted discounted return
 sum_t gamma^t w_t r_t (w_t the probability of still being in the episode, see returns.py), and refit
 the distributions to the action frequencies of the `elites` best. Execute the first action (the most
-frequent elite action when greedy, a sample otherwise), then replan. With `warm_start` the next plan
-starts from this one shifted by a step (the last step uniform) instead of from uniform.
+frequent elite action when greedy, a tie going to the best sequence's; a sample otherwise), then
+replan. With `warm_start` the next plan starts from this one shifted by a step (the last step uniform)
+instead of from uniform.
 
 PlaNet's settings (continuous actions, Gaussian CEM): horizon 12, 1000 candidates, 10 iterations,
 refit to the top 100.
@@ -78,4 +79,14 @@ class CemPlanner(Behavior):
             probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
         self.plan = probs
         first = probs[:, 0]  # (B, A)
-        return first.argmax(-1) if greedy else torch.multinomial(first, 1)[:, 0]
+        if not greedy:
+            return torch.multinomial(first, 1)[:, 0]
+        return modal_action(first, seqs[:, :, 0].gather(1, scores.argmax(1, keepdim=True))[:, 0])
+
+
+def modal_action(first: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """first (B, A) elite shares of each first action, best (B,) the best sequence's first action -> (B,)
+    the most shared action, a tie going to `best` (argmax alone gives every tie to action 0, a steady
+    push to one side wherever the elites split evenly)."""
+    tied = first >= first.max(-1, keepdim=True).values - 1e-6  # (B, A)
+    return torch.where(tied.gather(1, best[:, None])[:, 0], best, first.argmax(-1))
