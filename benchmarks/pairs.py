@@ -84,10 +84,10 @@ def main() -> None:
     rows, missing = {}, []
     table = [f"Env `{args.env}`: environment steps and training wall time until a greedy evaluation mean "
               f">= {args.target:g} (median over seeds; a run stops there), else the best evaluation within the "
-              f"pair's step budget (the issue asks for {args.steps}; a pair's own budget is in its column, lower where all "
-              f"seeds reached the target well inside it or where the pair's cost per step did not fit this CPU); "
-              f"\"steps trained\" is how far the furthest seed got (less than the budget where "
-              f"a run was stopped early). Per-pair commits, commands and machines are in "
+              f"pair's step budget (the issue asks for {args.steps}; a pair's own budget is in its column, lower "
+              f"where all seeds reached the target well inside it or where the pair's cost per step did not fit "
+              f"this CPU); \"steps trained\" is how far the furthest seed got (less than the budget where a run "
+              f"was stopped early). Per-pair commits, commands and machines are in "
               f"results/{args.prefix}_<pair>.md.", "",
               "| world model | behaviour | seeds reaching | steps to target | minutes to target | best eval (median) "
               "| final greedy (median) | step budget | steps trained (max) | settings beyond the preset | commit |",
@@ -104,10 +104,12 @@ def main() -> None:
                 continue
             data = json.loads(path.read_text())
             s = summarize(data["results"])
-            rows[f"{wm}+{beh}"] = {**s, "step_budget": data["steps"], "commit": data["commit"], "command": data["command"]}
+            rows[f"{wm}+{beh}"] = {**s, "step_budget": data["steps"], "commit": data["commit"],
+                                   "command": data["command"]}
+            trained = max(r["steps_trained"] for r in data["results"])
             table.append(f"| {wm} | {beh} | {s['reached']}/{len(s['seeds'])} | {fmt(s['median_steps_to_target'], '.0f')} | "
                          f"{fmt(s['median_minutes_to_target'], '.1f')} | {s['median_best_eval_return']:.1f} | "
-                         f"{s['median_final_return']:.1f} | {data['steps']} | {max(r['steps_trained'] for r in data['results'])} | "
+                         f"{s['median_final_return']:.1f} | {data['steps']} | {trained} | "
                          f"{extra_settings(data['command'])} | `{data['commit']}` |")
     save(f"{args.prefix}_pairs", {"env": args.env, "target": args.target, "steps": args.steps, "pairs": rows},
          "\n".join(table))
