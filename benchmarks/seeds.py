@@ -42,6 +42,23 @@ def checkpoint_state(run: Path) -> tuple[int, bool, float]:
     return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 
+def final_eval(run: Path, episodes: int) -> dict:
+    """`wmrl eval RUN --episodes N`, kept in RUN/final_eval_N.json beside the checkpoint step it scored, so a
+    relaunch to finish other seeds does not evaluate a finished seed again (a CEM evaluation costs minutes)."""
+    cache = run / f"final_eval_{episodes}.json"
+    step = checkpoint_state(run)[0]
+    if cache.exists() and json.loads(cache.read_text())["checkpoint_step"] == step:
+        return json.loads(cache.read_text())
+    proc = wmrl("eval", str(run), "--episodes", str(episodes))
+    if proc.returncode != 0:
+        raise SystemExit(f"evaluating {run} failed:\n{proc.stderr[-3000:]}")
+    ev = {**json.loads(proc.stdout), "checkpoint_step": step}
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ev))
+    tmp.replace(cache)
+    return ev
+
+
 def run_seed(args, seed: int) -> dict:
     run = Path(args.out) / f"seed{seed}"
     done, stopped, _ = checkpoint_state(run)
@@ -55,16 +72,17 @@ def run_seed(args, seed: int) -> dict:
         proc = wmrl(*cmd)
         if proc.returncode != 0:
             raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
-    _, _, seconds = checkpoint_state(run)
-    ev = json.loads(wmrl("eval", str(run), "--episodes", str(args.episodes)).stdout)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    step, _, seconds = checkpoint_state(run)
+    ev = final_eval(run, args.episodes)
+    # Rows past the checkpoint come from work an interruption threw away (a resume drops them too).
+    rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["step"] <= step]
     evals = [r for r in rows if "eval/return_mean" in r]
     reached = next((r for r in evals if args.target is not None and r["eval/return_mean"] >= args.target), {})
     result = {"seed": seed, "train_minutes": seconds / 60, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
               "returns": ev["returns"], "first_eval_step_at_target": reached.get("step"),
               "train_minutes_at_target": reached.get("time/train_minutes"),
               "best_eval_return": max((r["eval/return_mean"] for r in evals), default=None),
-              "steps_trained": max((r["step"] for r in rows), default=0), "run_dir": str(run)}
+              "steps_trained": step, "run_dir": str(run)}
     print(json.dumps(result), flush=True)
     return result
 
@@ -90,6 +108,7 @@ def main() -> None:
             results = list(pool.map(lambda s: run_seed(args, s), args.seeds))
     else:
         results = [run_seed(args, s) for s in args.seeds]
+    results.sort(key=lambda r: r["seed"])
     med = statistics.median(r["return_mean"] for r in results)
     lines = [f"Env `{args.env}`, {args.steps} env steps, presets {args.preset or ['cartpole (default)']}, "
              f"overrides {args.set or 'none'}; greedy evaluation over {args.episodes} episodes per seed; seeds trained "
