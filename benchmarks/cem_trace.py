@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import wmrl.behavior.cem as cem
 from common import save
 from wmrl.envs.factory import make_env
 from wmrl.run.inference import load_run
@@ -32,15 +31,6 @@ def main() -> None:
     p.add_argument("--every", type=int, default=10, help="rows of the Markdown table: every N-th step and the last 10")
     args = p.parse_args()
     cfg, agent, _ = load_run(args.run_dir, "cpu", with_replay=False, plan=args.set)
-    scores: dict[str, float] = {}
-    score_fn = cem.discounted_return
-
-    def recorded(reward, cont, gamma):  # the planner's scores of its last iteration, kept for the trace
-        out = score_fn(reward, cont, gamma)
-        scores.update(best=out.max().item(), mean=out.mean().item())
-        return out
-
-    cem.discounted_return = recorded
     torch.manual_seed(0)
     env = make_env(cfg.env, args.seed)
     obs, _ = env.reset()
@@ -48,8 +38,9 @@ def main() -> None:
     rows, done = [], False
     while not done:
         state, action = agent.act(state, obs[None], prev, first, True)
+        scores = agent.behavior.last_scores  # (1, candidates), the planner's last iteration
         rows.append({"step": len(rows), "x": float(obs[0]), "x_dot": float(obs[1]), "theta": float(obs[2]),
-                     "best": scores["best"], "mean": scores["mean"], "action": int(action[0])})
+                     "best": scores.max().item(), "mean": scores.mean().item(), "action": int(action[0])})
         obs, _, terminated, truncated, _ = env.step(int(action[0]))
         prev, first, done = np.asarray(action, np.int64).reshape(1), np.zeros(1, bool), terminated or truncated
     c = agent.behavior.cfg

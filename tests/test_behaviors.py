@@ -69,6 +69,7 @@ def test_cem_finds_the_best_action_sequence():
     action = planner.act(_TargetModel(target, 5), _TargetState(torch.zeros(2)), torch.zeros(2, 1), greedy=True)
     assert action.tolist() == [2, 2]
     assert planner.plan.argmax(-1).tolist() == [target.tolist()] * 2
+    assert planner.last_scores.shape == (2, 300) and planner.last_scores.max(1).values.tolist() == [6.0, 6.0]
 
 
 def test_greedy_cem_gives_a_tie_to_the_best_sequence_not_to_the_lowest_action():

@@ -59,6 +59,7 @@ class CemPlanner(Behavior):
         super().__init__()
         self.cfg, self.num_actions = cfg, num_actions
         self.plan: torch.Tensor | None = None  # (B, H, A) the last refitted distributions
+        self.last_scores: torch.Tensor | None = None  # (B, N) scores of the last iteration's candidates
 
     def _prior(self, batch: int, device: torch.device) -> torch.Tensor:
         H, A = self.cfg.horizon, self.num_actions
@@ -77,7 +78,7 @@ class CemPlanner(Behavior):
             rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
             scores = discounted_return(rollout.reward.float(), rollout.cont.float(), cfg.gamma).reshape(B, N)
             probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
-        self.plan = probs
+        self.plan, self.last_scores = probs, scores
         first = probs[:, 0]  # (B, A)
         if not greedy:
             return torch.multinomial(first, 1)[:, 0]
