@@ -46,7 +46,8 @@ def main() -> None:
     c = agent.behavior.cfg
     ceiling = sum(c.gamma ** t for t in range(c.horizon))
     lines = [f"Run `{args.run_dir}`, env seed {args.seed}, planner horizon {c.horizon}, {c.candidates} candidates, "
-             f"{c.iterations} iterations, {c.elites} elites; score ceiling (no predicted termination) "
+             f"{c.iterations} iterations, {c.elites} elites, latents {'modes' if c.latent_modes else 'sampled'}; "
+             "score ceiling (no predicted termination) "
              f"{ceiling:.1f}. Episode length {len(rows)}; final real state x {obs[0]:+.2f}, x_dot {obs[1]:+.2f}, "
              f"theta {obs[2]:+.3f} (CartPole ends at |x| > 2.4 or |theta| > 0.21).", "",
              "| step | x | x_dot | theta | best score | mean score |", "|---:|---:|---:|---:|---:|---:|"]

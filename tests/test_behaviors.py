@@ -1,5 +1,6 @@
-"""Behaviours: the CEM refit against a slow reference, CEM planning on a model with a known optimum,
-every behaviour acting through the protocol on every world model, and the agent's imagination starts."""
+"""Behaviours: the CEM refit against a slow reference, CEM planning on a model with a known optimum and
+on a gamble its latent samples misjudge, every behaviour acting through the protocol on every world
+model, and the agent's imagination starts."""
 
 from __future__ import annotations
 
@@ -83,6 +84,41 @@ def test_greedy_cem_gives_a_tie_to_the_best_sequence_not_to_the_lowest_action():
     actions = planner.act(_TargetModel(torch.tensor([-1, -1]), 2), _TargetState(torch.zeros(rows)),
                           torch.zeros(rows, 1), greedy=True)
     assert abs(actions.float().mean().item() - 0.5) < 0.08
+
+
+class _GambleModel(WorldModel):
+    """One step: action 0 pays 0.5 surely; action 1 pays 1 with probability 0.4 (its latent's mode pays 0)."""
+
+    num_actions, feat_dim, latent_dim = 2, 1, 0
+
+    def imagine(self, state, policy, horizon):
+        B = state.x.shape[0]
+        win = torch.zeros(B) if self.deterministic else (torch.rand(B) < 0.4).float()
+        reward = torch.where(policy[:, 0] == 1, win, torch.full((B,), 0.5))[:, None]
+        return Rollout(torch.zeros(B, 2, 1), policy, reward, torch.ones(B, 1))
+
+
+@pytest.mark.parametrize("modes, expected", [(False, 1), (True, 0)])
+def test_cem_with_latent_modes_does_not_bet_on_lucky_draws(modes, expected):
+    # with samples the best of 16 candidates is almost surely a won gamble, so the planner takes it
+    torch.manual_seed(0)
+    model, rows = _GambleModel(), 64
+    planner = CemPlanner(CemConfig(horizon=1, candidates=16, iterations=1, elites=1, latent_modes=modes), 2)
+    actions = planner.act(model, _TargetState(torch.zeros(rows)), torch.zeros(rows, 1), greedy=True)
+    assert (actions == expected).float().mean().item() > 0.95
+    assert model.deterministic is False  # the planner's switch does not outlive its imagination
+
+
+def test_latent_modes_restores_the_switch_even_after_an_error():
+    model = _GambleModel()
+    with pytest.raises(RuntimeError), model.latent_modes():
+        assert model.deterministic
+        raise RuntimeError
+    assert model.deterministic is False
+    model.deterministic = True
+    with model.latent_modes(False):
+        assert model.deterministic  # a model already deterministic stays so
+    assert model.deterministic
 
 
 @pytest.mark.parametrize("name", MODELS)

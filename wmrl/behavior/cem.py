@@ -7,7 +7,7 @@ sum_t gamma^t w_t r_t (w_t the probability of still being in the episode, see re
 the distributions to the action frequencies of the `elites` best. Execute the first action (the most
 frequent elite action when greedy, a tie going to the best sequence's; a sample otherwise), then
 replan. With `warm_start` the next plan starts from this one shifted by a step (the last step uniform)
-instead of from uniform.
+instead of from uniform; with `latent_modes` candidates are imagined with latent modes, not samples.
 
 PlaNet's settings (continuous actions, Gaussian CEM): horizon 12, 1000 candidates, 10 iterations,
 refit to the top 100.
@@ -36,6 +36,10 @@ class CemConfig:
     """Start each plan from the previous one shifted by a step, instead of from uniform."""
     min_prob: float = 0.01
     """Floor on every action's probability after a refit, so no action is ruled out for good."""
+    latent_modes: bool = False
+    """Imagine candidates with each latent's mode instead of a sample. With samples the elites are partly
+    the candidates whose draws happened to go well, so the planner trusts luck the real env will not
+    repeat (benchmarks/results/session11_cem_latent_modes.md)."""
 
     def validate(self) -> None:
         require_positive("cem", self, "horizon", "candidates", "iterations", "elites")
@@ -75,7 +79,8 @@ class CemPlanner(Behavior):
         tiled = wm.select(state, torch.arange(B, device=feat.device).repeat_interleave(N))
         for _ in range(cfg.iterations):
             seqs = torch.distributions.Categorical(probs=probs).sample((N,)).transpose(0, 1)  # (B, N, H)
-            rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
+            with wm.latent_modes(cfg.latent_modes):
+                rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
             scores = discounted_return(rollout.reward.float(), rollout.cont.float(), cfg.gamma).reshape(B, N)
             probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
         self.plan, self.last_scores = probs, scores

@@ -17,8 +17,9 @@ MDN-RNN: (h, c, z)). Behaviour learners only ever see `feat` vectors, the rollou
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
 import torch
 from torch import nn
@@ -59,6 +60,17 @@ class WorldModel(nn.Module):
     ready_to_imagine: bool = True
     """False while imagination is not yet meaningful (V-M-C trains M only after V); the agent does not
     call a behaviour's `learn` until then."""
+
+    @contextmanager
+    def latent_modes(self, on: bool = True) -> Iterator[None]:
+        """Within the block, observe and imagine with latent modes when `on` (`deterministic` is restored
+        after it; a model already deterministic stays so)."""
+        before = self.deterministic
+        self.deterministic = before or on
+        try:
+            yield
+        finally:
+            self.deterministic = before
 
     @property
     def burn_in(self) -> int:
