@@ -56,7 +56,8 @@ class WorldModel(nn.Module):
     num_actions: int
     deterministic: bool = False
     """Observe and imagine with the mode of each latent instead of a sample (tests use it to compare
-    call paths exactly). Training losses always sample."""
+    call paths exactly; `cem.latent_modes` sets it while the planner imagines). Training losses always
+    sample."""
     ready_to_imagine: bool = True
     """False while imagination is not yet meaningful (V-M-C trains M only after V); the agent does not
     call a behaviour's `learn` until then."""
