@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from common import save
+from wmrl.run.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,20 +43,20 @@ def checkpoint_state(run: Path) -> tuple[int, bool, float]:
     return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 
-def final_eval(run: Path, episodes: int) -> dict:
-    """`wmrl eval RUN --episodes N`, kept in RUN/final_eval_N.json beside the checkpoint step it scored, so a
-    relaunch to finish other seeds does not evaluate a finished seed again (a CEM evaluation costs minutes)."""
+def final_eval(run: Path, episodes: int, step: int) -> dict:
+    """`wmrl eval RUN --episodes N` of the checkpoint at `step`, kept in RUN/final_eval_N.json beside that
+    step, so a relaunch to finish other seeds does not evaluate a finished seed again (a CEM evaluation
+    costs minutes)."""
     cache = run / f"final_eval_{episodes}.json"
-    step = checkpoint_state(run)[0]
-    if cache.exists() and json.loads(cache.read_text())["checkpoint_step"] == step:
-        return json.loads(cache.read_text())
+    if cache.exists():
+        kept = json.loads(cache.read_text())
+        if kept["checkpoint_step"] == step:
+            return kept
     proc = wmrl("eval", str(run), "--episodes", str(episodes))
     if proc.returncode != 0:
         raise SystemExit(f"evaluating {run} failed:\n{proc.stderr[-3000:]}")
     ev = {**json.loads(proc.stdout), "checkpoint_step": step}
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ev))
-    tmp.replace(cache)
+    atomic_write_text(cache, json.dumps(ev))
     return ev
 
 
@@ -73,7 +74,7 @@ def run_seed(args, seed: int) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
     step, _, seconds = checkpoint_state(run)
-    ev = final_eval(run, args.episodes)
+    ev = final_eval(run, args.episodes, step)
     # Rows past the checkpoint come from work an interruption threw away (a resume drops them too).
     rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["step"] <= step]
     evals = [r for r in rows if "eval/return_mean" in r]

@@ -77,12 +77,12 @@ class CemPlanner(Behavior):
         cfg, B, N = self.cfg, feat.shape[0], self.cfg.candidates
         probs = self._prior(B, feat.device)
         tiled = wm.select(state, torch.arange(B, device=feat.device).repeat_interleave(N))
-        for _ in range(cfg.iterations):
-            seqs = torch.distributions.Categorical(probs=probs).sample((N,)).transpose(0, 1)  # (B, N, H)
-            with wm.latent_modes(cfg.latent_modes):
+        with wm.latent_modes(cfg.latent_modes):
+            for _ in range(cfg.iterations):
+                seqs = torch.distributions.Categorical(probs=probs).sample((N,)).transpose(0, 1)  # (B, N, H)
                 rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
-            scores = discounted_return(rollout.reward.float(), rollout.cont.float(), cfg.gamma).reshape(B, N)
-            probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
+                scores = discounted_return(rollout.reward.float(), rollout.cont.float(), cfg.gamma).reshape(B, N)
+                probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
         self.plan, self.last_scores = probs, scores
         first = probs[:, 0]  # (B, A)
         if not greedy:
