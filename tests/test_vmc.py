@@ -156,3 +156,24 @@ def test_cmaes_state_round_trip_continues_the_same_search():
     b.load_optim_state_dict(a.optim_state_dict())
     assert torch.equal(a.mean, b.mean)
     assert np.array_equal(np.asarray(a.es.ask()), np.asarray(b.es.ask()))
+
+
+def test_agent_acts_at_random_until_the_dream_is_ready_then_asks_its_behaviour(monkeypatch):
+    from wmrl import config
+    from wmrl.envs.factory import EnvSpec
+    from wmrl.run.agent import Agent
+
+    torch.manual_seed(0)
+    cfg = config.build(["debug"], {}, ["world_model=mdnrnn", "behavior=cem"])
+    agent = Agent(cfg, EnvSpec((4,), False, 3), torch.device("cpu"))
+    monkeypatch.setattr(agent.behavior, "act", lambda wm, state, feat, greedy: torch.full(feat.shape[:1], 2))
+    n = 600
+    obs, prev, first = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32), np.zeros(n), np.ones(n, bool)
+    assert not agent.wm.ready_to_imagine
+    _, actions = agent.act(agent.initial_state(n), obs, prev, first, greedy=True)
+    shares = np.bincount(actions, minlength=3) / n
+    assert np.all(np.abs(shares - 1 / 3) < 0.07), shares  # uniform, not the planner's choice
+    agent.wm.updates.fill_(cfg.mdnrnn.vae_updates)
+    assert agent.wm.ready_to_imagine
+    _, actions = agent.act(agent.initial_state(n), obs, prev, first, greedy=True)
+    assert (actions == 2).all()

@@ -43,7 +43,8 @@ class Agent:
     @torch.no_grad()
     def act(self, state, obs: np.ndarray, prev_action: np.ndarray, is_first: np.ndarray, greedy: bool):
         """One real step for N envs: obs (N, *obs_shape), prev_action (N,), is_first (N,) -> the new
-        model state and actions (N,) as a numpy array."""
+        model state and actions (N,) as a numpy array. Until the model is ready to imagine (V-M-C's V
+        phase) the actions are uniform at random, as the paper's V learns from random rollouts."""
         if self.wm.training:  # Module.eval() walks every submodule: a visible cost per env step
             self.wm.eval()
         o = torch.as_tensor(np.asarray(obs), device=self.device)
@@ -51,7 +52,10 @@ class Agent:
         f = torch.as_tensor(np.asarray(is_first, dtype=bool), device=self.device)
         with self.autocast():
             state, feat = self.wm.observe(state, o, a, f)
-            action = self.behavior.act(self.wm, state, feat, greedy)
+            if not self.wm.ready_to_imagine:  # planning in an untrained dream repeats one arbitrary action
+                action = torch.randint(self.spec.num_actions, f.shape, device=self.device)
+            else:
+                action = self.behavior.act(self.wm, state, feat, greedy)
         return state, action.cpu().numpy()
 
     def initial_state(self, batch: int = 1):
