@@ -16,7 +16,8 @@ from wmrl import config as config_mod
 from wmrl.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from wmrl.behavior.cem import CemConfig, CemPlanner, modal_action, refit
 from wmrl.behavior.cmaes import CmaesConfig, CmaesController
-from wmrl.behavior.returns import discounted_return
+from wmrl.behavior.returns import discounted_return, lambda_returns
+from wmrl.errors import WmrlError
 from wmrl.run.trainer import build, setup_torch
 from wmrl.worldmodels.protocol import Rollout, WorldModel
 
@@ -40,6 +41,13 @@ def test_discounted_return_stops_counting_after_a_predicted_termination():
     reward = torch.tensor([[1.0, 1.0, 1.0]])
     cont = torch.tensor([[1.0, 0.0, 1.0]])
     assert discounted_return(reward, cont, 0.5).item() == pytest.approx(1.0 + 0.5)
+
+
+def test_discounted_return_with_a_last_value_is_the_lambda_one_return():
+    torch.manual_seed(0)
+    reward, cont, value = torch.randn(5, 7), torch.rand(5, 7), torch.randn(5, 8)
+    expected = lambda_returns(reward, cont, value, 0.9, 1.0)[:, 0]
+    assert torch.allclose(discounted_return(reward, cont, 0.9, value[:, -1]), expected, atol=1e-5)
 
 
 @dataclass
@@ -84,6 +92,31 @@ def test_greedy_cem_gives_a_tie_to_the_best_sequence_not_to_the_lowest_action():
     actions = planner.act(_TargetModel(torch.tensor([-1, -1]), 2), _TargetState(torch.zeros(rows)),
                           torch.zeros(rows, 1), greedy=True)
     assert abs(actions.float().mean().item() - 0.5) < 0.08
+
+
+class _FlatModel(WorldModel):
+    """Reward 1 at every step whatever the actions; the last state's feature is the first action taken."""
+
+    num_actions, feat_dim, latent_dim = 2, 1, 0
+
+    def imagine(self, state, policy, horizon):
+        B = state.x.shape[0]
+        feat = torch.zeros(B, horizon + 1, 1)
+        feat[:, -1, 0] = policy[:, 0].float()
+        return Rollout(feat, policy, torch.ones(B, horizon), torch.ones(B, horizon))
+
+
+def test_cem_terminal_value_breaks_ties_the_horizon_cannot_see():
+    torch.manual_seed(0)
+    rows, cfg = 256, CemConfig(horizon=3, candidates=16, iterations=2, elites=4, terminal_value=True)
+    planner = CemPlanner(cfg, 2)
+    state, feat = _TargetState(torch.zeros(rows)), torch.zeros(rows, 1)
+    with pytest.raises(WmrlError, match="terminal_value"):
+        planner.act(_FlatModel(), state, feat, greedy=True)
+    planner.attach_value(lambda f: f[:, 0], gamma=0.9)  # V(s_H) = 1 after a first action of 1
+    assert (planner.act(_FlatModel(), state, feat, greedy=True) == 1).all()
+    ceiling = sum(0.9 ** t for t in range(3)) + 0.9 ** 3  # rewards discounted by the value's gamma, plus V
+    assert planner.last_scores.max().item() == pytest.approx(ceiling)
 
 
 class _GambleModel(WorldModel):

@@ -104,6 +104,24 @@ def test_eval_can_plan_on_any_runs_world_model_without_touching_the_run(trained_
     assert snapshot(trained_run) == before
 
 
+def test_plan_with_terminal_value_adds_the_runs_own_critic(trained_run):
+    from wmrl.run.inference import load_run
+
+    _, trained, _ = load_run(trained_run, "cpu", with_replay=False)
+    _, agent, _ = load_run(trained_run, "cpu", with_replay=False, plan=["cem.terminal_value=true"])
+    feat = torch.randn(6, agent.wm.feat_dim)
+    critic, gamma = trained.behavior.state_value()
+    assert torch.equal(agent.behavior.value(feat), critic(feat)) and agent.behavior.value_gamma == gamma
+    assert critic(feat).std() > 0  # a trained critic, not the zero-initialised one
+
+
+def test_a_planner_trained_alone_has_no_terminal_value(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--run-dir", str(run), "--set", "behavior=cem",
+                 "--set", "cem.terminal_value=true"]) == 2
+    assert "terminal_value" in capsys.readouterr().err and not run.exists()
+
+
 @pytest.mark.parametrize("extra", [["--set", "cem.candidates=16"], ["--plan", "--set", "train.steps=5"],
                                    ["--plan", "--set", "cem.elites=999"]])
 def test_eval_rejects_settings_it_cannot_apply(trained_run, capsys, extra):

@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--plan", action="store_true",
                    help="act by CEM planning on the run's world model instead of its trained behaviour")
     e.add_argument("--set", action="append", default=[], metavar="cem.KEY=VALUE", dest="overrides",
-                   help="with --plan: a planner setting (repeatable), e.g. --set cem.candidates=200")
+                   help="with --plan: a planner setting (repeatable), e.g. --set cem.candidates=200; "
+                        "cem.terminal_value=true adds an actor-critic run's critic at the horizon")
     d = sub.add_parser("dream", help="show the model's open-loop imagination beside the real future",
                        description="From a real context in the run's replay, imagine --horizon steps under the "
                                    "real actions; write real | imagined side by side (GIF/MP4 for images, a PNG "

@@ -79,6 +79,10 @@ class ActorCritic(Behavior):
     def act(self, wm, state, feat, greedy):
         return self.policy(feat, greedy)
 
+    def state_value(self):
+        """The slow critic, the target the actor's returns bootstrap from."""
+        return (lambda feat: self.twohot.decode(self.slow_critic(feat))), self.cfg.gamma
+
     def learn(self, wm: WorldModel, start) -> dict[str, float]:
         with torch.no_grad():
             rollout = wm.imagine(start, self.policy, self.cfg.horizon)

@@ -8,6 +8,9 @@ the distributions to the action frequencies of the `elites` best. Execute the fi
 frequent elite action when greedy, a tie going to the best sequence's; a sample otherwise), then
 replan. With `warm_start` the next plan starts from this one shifted by a step (the last step uniform)
 instead of from uniform; with `latent_modes` candidates are imagined with latent modes, not samples.
+With `terminal_value` each score adds gamma^H w_H V(s_H) from a learned value attached with
+`attach_value` (`wmrl eval --plan` attaches the critic of an actor-critic run), and gamma is the
+value's own discount, so the sum is one return.
 
 PlaNet's settings (continuous actions, Gaussian CEM): horizon 12, 1000 candidates, 10 iterations,
 refit to the top 100.
@@ -16,6 +19,7 @@ refit to the top 100.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -40,6 +44,9 @@ class CemConfig:
     """Imagine candidates with each latent's mode instead of a sample. With samples the elites are partly
     the candidates whose draws happened to go well, so the planner trusts luck the real env will not
     repeat (benchmarks/results/session11_cem_latent_modes.md)."""
+    terminal_value: bool = False
+    """Add a learned value at the horizon (needs a critic: plan with `wmrl eval --plan` on an actor-critic
+    run). A drift whose end lies beyond the horizon scores the same as staying centred without it."""
 
     def validate(self) -> None:
         require_positive("cem", self, "horizon", "candidates", "iterations", "elites")
@@ -64,6 +71,12 @@ class CemPlanner(Behavior):
         self.cfg, self.num_actions = cfg, num_actions
         self.plan: torch.Tensor | None = None  # (B, H, A) the last refitted distributions
         self.last_scores: torch.Tensor | None = None  # (B, N) scores of the last iteration's candidates
+        self.value: Callable[[torch.Tensor], torch.Tensor] | None = None  # (K, F) features -> (K,) values
+        self.value_gamma = cfg.gamma
+
+    def attach_value(self, value: Callable[[torch.Tensor], torch.Tensor], gamma: float) -> None:
+        """Use `value` at the horizon when cfg.terminal_value, discounting the whole score by its gamma."""
+        self.value, self.value_gamma = value, gamma
 
     def _prior(self, batch: int, device: torch.device) -> torch.Tensor:
         H, A = self.cfg.horizon, self.num_actions
@@ -75,13 +88,19 @@ class CemPlanner(Behavior):
     @torch.no_grad()
     def act(self, wm, state, feat, greedy):
         cfg, B, N = self.cfg, feat.shape[0], self.cfg.candidates
+        if cfg.terminal_value and self.value is None:
+            raise WmrlError("cem.terminal_value is set but the planner has no learned value to add",
+                            "plan with `wmrl eval RUN --plan` on an actor_critic run, or drop cem.terminal_value")
         probs = self._prior(B, feat.device)
         tiled = wm.select(state, torch.arange(B, device=feat.device).repeat_interleave(N))
         with wm.latent_modes(cfg.latent_modes):
             for _ in range(cfg.iterations):
                 seqs = torch.distributions.Categorical(probs=probs).sample((N,)).transpose(0, 1)  # (B, N, H)
                 rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
-                scores = discounted_return(rollout.reward.float(), rollout.cont.float(), cfg.gamma).reshape(B, N)
+                last = self.value(rollout.feat[:, -1]).float() if cfg.terminal_value else None  # (B*N,)
+                gamma = self.value_gamma if cfg.terminal_value else cfg.gamma
+                scores = discounted_return(rollout.reward.float(), rollout.cont.float(), gamma, last)
+                scores = scores.reshape(B, N)
                 probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
         self.plan, self.last_scores = probs, scores
         first = probs[:, 0]  # (B, A)

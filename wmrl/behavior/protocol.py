@@ -6,7 +6,7 @@ the world-model protocol (worldmodels/protocol.py): features, `imagine`, and bat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -26,6 +26,12 @@ class Behavior(nn.Module):
     def learn(self, wm: WorldModel, start: Any) -> dict[str, float]:
         """One learning step from imagination start states (batch `starts[0]`); returns metrics."""
         return {}
+
+    def state_value(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], float] | None:
+        """(V, gamma): a learned value V of features (B, F) -> (B,), a discounted return at discount
+        gamma of acting on from there, or None if the behaviour keeps none. A planner can add it at its
+        horizon (`cem.terminal_value`)."""
+        return None
 
     def episode_end(self, episode_return: float) -> dict[str, float]:
         """Told the return of every training episode the agent played; returns metrics."""

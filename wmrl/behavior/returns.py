@@ -56,7 +56,13 @@ class ReturnNormalizer(nn.Module):
         return self.scale.clamp(min=1.0)
 
 
-def discounted_return(reward: torch.Tensor, cont: torch.Tensor, gamma: float) -> torch.Tensor:
-    """(K, H) predicted rewards and continuations -> (K,) sum_t gamma^t w_t r_t."""
-    discount = gamma ** torch.arange(reward.shape[1], device=reward.device, dtype=reward.dtype)
-    return (reward * continuation_weights(cont) * discount).sum(1)
+def discounted_return(reward: torch.Tensor, cont: torch.Tensor, gamma: float,
+                      last_value: torch.Tensor | None = None) -> torch.Tensor:
+    """(K, H) predicted rewards and continuations -> (K,) sum_t gamma^t w_t r_t, plus
+    gamma^H w_H V(s_H) when last_value (K,) is given (the lambda = 1 return of `lambda_returns`)."""
+    H = reward.shape[1]
+    discount = gamma ** torch.arange(H, device=reward.device, dtype=reward.dtype)
+    total = (reward * continuation_weights(cont) * discount).sum(1)
+    if last_value is None:
+        return total
+    return total + gamma ** H * cont.prod(1) * last_value

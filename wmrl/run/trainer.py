@@ -16,6 +16,7 @@ import torch
 from wmrl import config as config_mod
 from wmrl.data.replay import Replay
 from wmrl.envs.factory import env_spec, make_env
+from wmrl.errors import WmrlError
 from wmrl.run.agent import Agent, resolve_device
 from wmrl.run.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from wmrl.run.evaluate import evaluate, make_eval_envs
@@ -41,6 +42,10 @@ def build(cfg, run_dir: Path, device: torch.device):
 
 
 def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+    if cfg.behavior == "cem" and cfg.cem.terminal_value:
+        raise WmrlError("cem.terminal_value needs a learned value, and a planner trained on its own has none",
+                        "train with behavior=actor_critic and plan on it with `wmrl eval RUN --plan --set "
+                        "cem.terminal_value=true`, or drop cem.terminal_value")
     device = setup_torch(cfg)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
