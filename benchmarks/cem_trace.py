@@ -44,11 +44,13 @@ def main() -> None:
         obs, _, terminated, truncated, _ = env.step(int(action[0]))
         prev, first, done = np.asarray(action, np.int64).reshape(1), np.zeros(1, bool), terminated or truncated
     c = agent.behavior.cfg
-    ceiling = sum(c.gamma ** t for t in range(c.horizon))
+    # With a terminal value the score adds the critic's estimate, so it has no fixed ceiling.
+    ceiling = None if c.terminal_value else sum(c.gamma ** t for t in range(c.horizon))
+    bound = ("no fixed score ceiling (scores add the critic's value at the horizon)" if ceiling is None
+             else f"score ceiling (no predicted termination) {ceiling:.1f}")
     lines = [f"Run `{args.run_dir}`, env seed {args.seed}, planner horizon {c.horizon}, {c.candidates} candidates, "
              f"{c.iterations} iterations, {c.elites} elites, latents {'modes' if c.latent_modes else 'sampled'}; "
-             "score ceiling (no predicted termination) "
-             f"{ceiling:.1f}. Episode length {len(rows)}; final real state x {obs[0]:+.2f}, x_dot {obs[1]:+.2f}, "
+             f"{bound}. Episode length {len(rows)}; final real state x {obs[0]:+.2f}, x_dot {obs[1]:+.2f}, "
              f"theta {obs[2]:+.3f} (CartPole ends at |x| > 2.4 or |theta| > 0.21).", "",
              "| step | x | x_dot | theta | best score | mean score |", "|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -91,6 +91,7 @@ class CemPlanner(Behavior):
         if cfg.terminal_value and self.value is None:
             raise WmrlError("cem.terminal_value is set but the planner has no learned value to add",
                             "plan with `wmrl eval RUN --plan` on an actor_critic run, or drop cem.terminal_value")
+        gamma = self.value_gamma if cfg.terminal_value else cfg.gamma
         probs = self._prior(B, feat.device)
         tiled = wm.select(state, torch.arange(B, device=feat.device).repeat_interleave(N))
         with wm.latent_modes(cfg.latent_modes):
@@ -98,7 +99,6 @@ class CemPlanner(Behavior):
                 seqs = torch.distributions.Categorical(probs=probs).sample((N,)).transpose(0, 1)  # (B, N, H)
                 rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
                 last = self.value(rollout.feat[:, -1]).float() if cfg.terminal_value else None  # (B*N,)
-                gamma = self.value_gamma if cfg.terminal_value else cfg.gamma
                 scores = discounted_return(rollout.reward.float(), rollout.cont.float(), gamma, last)
                 scores = scores.reshape(B, N)
                 probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
