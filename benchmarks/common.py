@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: machine/commit description and writing JSON + Markdown results."""
+"""Shared by the benchmark scripts: running the CLI, reading a run's checkpoint counters, the machine/commit
+description and writing JSON + Markdown results."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wmrl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wmrl", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def checkpoint_state(run: Path) -> tuple[int, bool, float]:
+    """(steps in the run's checkpoint or -1, whether it stopped early at train.stop_at_return, training
+    seconds up to the checkpoint summed over resumes; work lost to an interruption is not counted)."""
+    ckpt = run / "checkpoints" / "latest.pt"
+    if not ckpt.exists():
+        return -1, False, 0.0
+    counters = torch.load(ckpt, weights_only=False)["counters"]
+    return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 
 def machine() -> dict:

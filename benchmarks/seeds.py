@@ -16,31 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
-
-from common import save
+from common import ROOT, checkpoint_state, save, wmrl
 from wmrl.run.files import atomic_write_text
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def wmrl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wmrl", *args], cwd=ROOT, capture_output=True, text=True)
-
-
-def checkpoint_state(run: Path) -> tuple[int, bool, float]:
-    """(steps in the run's checkpoint or -1, whether it stopped early at train.stop_at_return, training
-    seconds up to the checkpoint summed over resumes; work lost to an interruption is not counted)."""
-    ckpt = run / "checkpoints" / "latest.pt"
-    if not ckpt.exists():
-        return -1, False, 0.0
-    counters = torch.load(ckpt, weights_only=False)["counters"]
-    return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 
 def final_eval(run: Path, episodes: int, step: int) -> dict:
