@@ -114,3 +114,20 @@ def test_state_dict_round_trip_preserves_predictions(name):
             torch.manual_seed(3)
             losses.append(model.loss(b)[0])
     assert torch.equal(losses[0], losses[1])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_acting_and_imagining_under_bf16_autocast(name):
+    # precision=bf16 (the default on CUDA): a step-by-step observation, then imagination from it, as an
+    # agent acts and plans. STORM's key/value cache starts in fp32 and must take the bf16 keys.
+    m = make_model(name)
+    b = batch("vector", T=6)
+    B, T = b["is_first"].shape
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        state, prev = m.initial(B), torch.zeros(B, dtype=torch.long)
+        for t in range(T):
+            state, feat = m.observe(state, b["obs"][:, t], prev, b["is_first"][:, t])
+            prev = b["action"][:, t]
+        ro = m.imagine(state, lambda f: torch.zeros(f.shape[0], dtype=torch.long), horizon=4)
+    assert feat.shape == (B, m.feat_dim) and ro.feat.shape == (B, 5, m.feat_dim)
+    assert torch.isfinite(ro.feat.float()).all() and torch.isfinite(ro.reward.float()).all()

@@ -193,6 +193,8 @@ class CausalTransformer(nn.Module):
     @staticmethod
     def _attend(cache: KVCache, layer: int, in_place: bool, fresh: bool, keep, slots):
         def attend(k: torch.Tensor, v: torch.Tensor):
+            if cache.k[layer].dtype != k.dtype:  # under bf16 autocast the keys come out in bf16: the cache follows
+                cache.k[layer], cache.v[layer] = cache.k[layer].to(k.dtype), cache.v[layer].to(v.dtype)
             ck, cv = cache.k[layer], cache.v[layer]
             if in_place:
                 ck[:, :, slots], cv[:, :, slots] = k[:, :, 0], v[:, :, 0]
