@@ -1,5 +1,5 @@
-"""Shared by the benchmark scripts: running the CLI, reading a run's checkpoint counters, the machine/commit
-description and writing JSON + Markdown results."""
+"""Shared by the benchmark scripts: running the CLI, reading a run's checkpoint counters, cached
+evaluations, the machine/commit description and writing JSON + Markdown results."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from wmrl.run.files import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,23 @@ def checkpoint_state(run: Path) -> tuple[int, bool, float]:
         return -1, False, 0.0
     counters = torch.load(ckpt, weights_only=False)["counters"]
     return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
+
+
+def cached_eval(run: Path, cache: Path, step: int, args: list[str], **keys) -> dict:
+    """`wmrl eval RUN ARGS` of the checkpoint at `step`, kept in `cache` beside that step and `keys`; a
+    cache whose step and keys still match is returned instead (a CEM evaluation costs minutes)."""
+    want = {"checkpoint_step": step, **keys}
+    if cache.exists():
+        kept = json.loads(cache.read_text())
+        if all(kept.get(k) == v for k, v in want.items()):
+            return kept
+    proc = wmrl("eval", str(run), *args)  # the CLI runs in the repo root
+    if proc.returncode != 0:
+        raise SystemExit(f"wmrl eval {run} {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    result = {**json.loads(proc.stdout), **want}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache, json.dumps(result))
+    return result
 
 
 def machine() -> dict:

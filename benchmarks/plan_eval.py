@@ -14,13 +14,11 @@ minutes here. Evaluations run one at a time, each with the run's own `threads`.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 from pathlib import Path
 
-from common import checkpoint_state, save, wmrl
-from wmrl.run.files import atomic_write_text
+from common import cached_eval, checkpoint_state, save
 
 
 def parse_setting(words: list[str]) -> tuple[str, list[str]]:
@@ -41,17 +39,8 @@ def plan_eval(run: Path, name: str, overrides: list[str], episodes: int) -> dict
     if step < 0:
         raise SystemExit(f"{run} has no checkpoint (checkpoints/latest.pt); pass the run directory of a trained run")
     cache = run / "plan_eval" / f"{name}_{episodes}.json"
-    if cache.exists():
-        kept = json.loads(cache.read_text())
-        if kept["checkpoint_step"] == step and kept["overrides"] == overrides:
-            return kept
-    cmd = ["eval", str(run.resolve()), "--episodes", str(episodes), "--plan"] + [x for o in overrides for x in ("--set", o)]
-    proc = wmrl(*cmd)
-    if proc.returncode != 0:
-        raise SystemExit(f"wmrl {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    result = {**json.loads(proc.stdout), "checkpoint_step": step, "overrides": overrides}
-    cache.parent.mkdir(exist_ok=True)
-    atomic_write_text(cache, json.dumps(result))
+    plan = ["--plan"] + [x for o in overrides for x in ("--set", o)]
+    result = cached_eval(run.resolve(), cache, step, ["--episodes", str(episodes), *plan], overrides=overrides)
     print(f"{run} {name}: {result['return_mean']:.1f}", flush=True)
     return result
 

@@ -19,25 +19,14 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import ROOT, checkpoint_state, save, wmrl
-from wmrl.run.files import atomic_write_text
+from common import ROOT, cached_eval, checkpoint_state, save, wmrl
 
 
 def final_eval(run: Path, episodes: int, step: int) -> dict:
     """`wmrl eval RUN --episodes N` of the checkpoint at `step`, kept in RUN/final_eval_N.json beside that
     step, so a relaunch to finish other seeds does not evaluate a finished seed again (a CEM evaluation
     costs minutes)."""
-    cache = run / f"final_eval_{episodes}.json"
-    if cache.exists():
-        kept = json.loads(cache.read_text())
-        if kept["checkpoint_step"] == step:
-            return kept
-    proc = wmrl("eval", str(run), "--episodes", str(episodes))
-    if proc.returncode != 0:
-        raise SystemExit(f"evaluating {run} failed:\n{proc.stderr[-3000:]}")
-    ev = {**json.loads(proc.stdout), "checkpoint_step": step}
-    atomic_write_text(cache, json.dumps(ev))
-    return ev
+    return cached_eval(run, run / f"final_eval_{episodes}.json", step, ["--episodes", str(episodes)])
 
 
 def run_seed(args, seed: int) -> dict:
