@@ -33,6 +33,14 @@ def checkpoint_state(run: Path) -> tuple[int, bool, float]:
     return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 
+def logged_rows(run: Path, upto: int | None = None) -> list[dict]:
+    """The run's metrics.jsonl rows, only those up to step `upto` if given (rows past the checkpoint come
+    from work an interruption threw away; a resume redoes it)."""
+    metrics = run / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    return [r for r in rows if upto is None or r["step"] <= upto]
+
+
 def cached_eval(run: Path, cache: Path, step: int, args: list[str], **keys) -> dict:
     """`wmrl eval RUN ARGS` of the checkpoint at `step`, kept in `cache` beside that step and `keys`; a
     cache whose step and keys still match is returned instead (a CEM evaluation costs minutes)."""

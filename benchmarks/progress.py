@@ -11,16 +11,14 @@ checkpoint are marked: an interruption throws that work away and a resume redoes
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from common import ROOT, checkpoint_state
+from common import ROOT, checkpoint_state, logged_rows
 
 
 def seed_progress(run: Path) -> dict:
     step, stopped, seconds = checkpoint_state(run)
-    metrics = run / "metrics.jsonl"
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    rows = logged_rows(run)
     evals = [(r["step"], r["eval/return_mean"]) for r in rows if "eval/return_mean" in r]
     return {"run": run.name, "checkpoint_step": step, "train_minutes": seconds / 60, "stopped_at_target": stopped,
             "latest_step": max((r["step"] for r in rows), default=0), "evals": evals,

@@ -19,7 +19,7 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import ROOT, cached_eval, checkpoint_state, save, wmrl
+from common import ROOT, cached_eval, checkpoint_state, logged_rows, save, wmrl
 
 
 def final_eval(run: Path, episodes: int, step: int) -> dict:
@@ -44,9 +44,7 @@ def run_seed(args, seed: int) -> dict:
             raise SystemExit(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
     step, _, seconds = checkpoint_state(run)
     ev = final_eval(run, args.episodes, step)
-    # Rows past the checkpoint come from work an interruption threw away (a resume drops them too).
-    rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["step"] <= step]
-    evals = [r for r in rows if "eval/return_mean" in r]
+    evals = [r for r in logged_rows(run, step) if "eval/return_mean" in r]
     reached = next((r for r in evals if args.target is not None and r["eval/return_mean"] >= args.target), {})
     result = {"seed": seed, "train_minutes": seconds / 60, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
               "returns": ev["returns"], "first_eval_step_at_target": reached.get("step"),
