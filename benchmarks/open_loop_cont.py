@@ -40,7 +40,7 @@ def main() -> None:
         start = wm.observe_sequence(d["obs"][:, :C], d["action"][:, :C], d["is_first"][:, :C])
         real_actions = wm.imagine(start, actions_taken_next(d["action"], C, H), H)
         own_policy = None if cfg.behavior == "cem" else \
-            wm.imagine(start, lambda feat: agent.behavior.act(wm, None, feat, False), H)
+            wm.imagine(start, lambda feat: agent.behavior.act(wm, None, feat, False)[0], H)
     inside = ~d["is_first"][:, C:C + H].any(1)
     real = 1 - d["terminal"][:, C - 1:C - 1 + H].float()
     out = {"windows": int(inside.sum()), "predicted_cont": real_actions.cont[inside].float().mean(0).tolist(),

@@ -75,9 +75,9 @@ def test_cem_finds_the_best_action_sequence():
     torch.manual_seed(0)
     target = torch.tensor([2, 0, 3, 1, 1, 4])
     planner = CemPlanner(CemConfig(horizon=6, candidates=300, iterations=6, elites=30, gamma=1.0), num_actions=5)
-    action = planner.act(_TargetModel(target, 5), _TargetState(torch.zeros(2)), torch.zeros(2, 1), greedy=True)
+    action, plan = planner.act(_TargetModel(target, 5), _TargetState(torch.zeros(2)), torch.zeros(2, 1), greedy=True)
     assert action.tolist() == [2, 2]
-    assert planner.plan.argmax(-1).tolist() == [target.tolist()] * 2
+    assert plan.argmax(-1).tolist() == [target.tolist()] * 2
     assert planner.last_scores.shape == (2, 300) and planner.last_scores.max(1).values.tolist() == [6.0, 6.0]
 
 
@@ -89,9 +89,31 @@ def test_greedy_cem_gives_a_tie_to_the_best_sequence_not_to_the_lowest_action():
     torch.manual_seed(0)
     rows = 512
     planner = CemPlanner(CemConfig(horizon=2, candidates=8, iterations=1, elites=2, warm_start=False), num_actions=2)
-    actions = planner.act(_TargetModel(torch.tensor([-1, -1]), 2), _TargetState(torch.zeros(rows)),
-                          torch.zeros(rows, 1), greedy=True)
+    actions, _ = planner.act(_TargetModel(torch.tensor([-1, -1]), 2), _TargetState(torch.zeros(rows)),
+                             torch.zeros(rows, 1), greedy=True)
     assert abs(actions.float().mean().item() - 0.5) < 0.08
+
+
+def test_cem_warm_start_is_each_streams_own_and_dropped_at_an_episode_start(tmp_path):
+    """The plan carried from one real step to the next lives in the agent state of each stream: an
+    evaluation played in between does not change the training stream's next plan, and a stream whose
+    episode starts anew plans from uniform."""
+    cfg = config_mod.build(["debug"], {"seed": 0}, ["behavior=cem", "cem.horizon=3", "cem.candidates=16",
+                                                    "cem.elites=4", "cem.iterations=1"])
+    _, spec, agent, _ = build(cfg, tmp_path, setup_torch(cfg))
+    obs = np.zeros((1, *spec.obs_shape), np.float32)
+    state, _ = agent.act(agent.initial_state(), obs, [0], [True], greedy=False)
+    plan = state.memory.clone()
+    assert plan.shape == (1, 3, 2) and not torch.allclose(plan, torch.full_like(plan, 0.5))
+    seen = []
+    prior = agent.behavior._prior
+    agent.behavior._prior = lambda memory, b, d: seen.append(None if memory is None else memory.clone()) or \
+        prior(memory, b, d)
+    agent.act(agent.initial_state(3), np.zeros((3, *spec.obs_shape), np.float32), [0] * 3, [True] * 3, True)
+    agent.act(state, obs, [0], [False], greedy=False)  # the training stream goes on
+    agent.act(state, obs, [0], [True], greedy=False)  # ... and starts a new episode
+    assert seen[0] is None and torch.equal(seen[1], plan)
+    assert torch.allclose(seen[2], torch.full_like(plan, 0.5))
 
 
 class _FlatModel(WorldModel):
@@ -114,7 +136,7 @@ def test_cem_terminal_value_breaks_ties_the_horizon_cannot_see():
     with pytest.raises(WmrlError, match="terminal_value"):
         planner.act(_FlatModel(), state, feat, greedy=True)
     planner.attach_value(lambda f: f[:, 0], gamma=0.9)  # V(s_H) = 1 after a first action of 1
-    assert (planner.act(_FlatModel(), state, feat, greedy=True) == 1).all()
+    assert (planner.act(_FlatModel(), state, feat, greedy=True)[0] == 1).all()
     ceiling = sum(0.9 ** t for t in range(3)) + 0.9 ** 3  # rewards discounted by the value's gamma, plus V
     assert planner.last_scores.max().item() == pytest.approx(ceiling)
 
@@ -137,7 +159,7 @@ def test_cem_with_latent_modes_does_not_bet_on_lucky_draws(modes, expected):
     torch.manual_seed(0)
     model, rows = _GambleModel(), 64
     planner = CemPlanner(CemConfig(horizon=1, candidates=16, iterations=1, elites=1, latent_modes=modes), 2)
-    actions = planner.act(model, _TargetState(torch.zeros(rows)), torch.zeros(rows, 1), greedy=True)
+    actions, _ = planner.act(model, _TargetState(torch.zeros(rows)), torch.zeros(rows, 1), greedy=True)
     assert (actions == expected).float().mean().item() > 0.95
     assert model.deterministic is False  # the planner's switch does not outlive its imagination
 
@@ -169,7 +191,7 @@ def test_every_behaviour_acts_and_learns_on_every_world_model(name, behavior):
     with torch.no_grad():
         state = m.observe_sequence(data["obs"], data["action"], data["is_first"])
     for greedy in (True, False):
-        actions = b.act(m, state, m.features(state), greedy)
+        actions, _ = b.act(m, state, m.features(state), greedy)
         assert actions.shape == (3,) and ((actions >= 0) & (actions < m.num_actions)).all()
     before = {k: v.clone() for k, v in b.state_dict().items()}
     metrics = b.learn(m, state)
@@ -200,6 +222,28 @@ def test_actor_advantage_baseline_is_the_current_critic_not_the_slow_copy():
     reference = actor_loss(copy.deepcopy(base))
     assert actor_loss(perturbed("slow_critic")) == pytest.approx(reference, rel=1e-5)
     assert abs(actor_loss(perturbed("critic")) - reference) > 1e-3
+
+
+@pytest.mark.parametrize("bootstrap", ["fast", "slow"])
+def test_returns_bootstrap_from_the_critic_the_config_names(bootstrap):
+    """With lambda = 0 and no reward the returns are gamma * V(s_{t+1}): only the critic named by
+    actor_critic.bootstrap can move them (fast: the current critic, DreamerV3's and STORM's choice)."""
+    torch.manual_seed(0)
+    B, H, F, A = 8, 3, 5, 2
+    rollout = Rollout(torch.randn(B, H + 1, F), torch.randint(0, A, (B, H)), torch.zeros(B, H), torch.ones(B, H))
+    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1, lam=0.0, bootstrap=bootstrap), F, A)
+
+    def mean_return(net: str | None) -> float:
+        agent = copy.deepcopy(base)
+        with torch.no_grad():
+            for p in (getattr(agent, net).parameters() if net else []):
+                p.add_(torch.randn_like(p))
+        return agent.update(rollout)["ac/return"]
+
+    reference = mean_return(None)
+    moved = {net: abs(mean_return(net) - reference) > 1e-3 for net in ("critic", "slow_critic")}
+    assert moved == {"critic": bootstrap == "fast", "slow_critic": bootstrap == "slow"}
+    assert ActorCriticConfig().bootstrap == "fast"
 
 
 @pytest.mark.parametrize("name, burn_in", [("storm", 0), ("rssm", 5)])

@@ -93,13 +93,24 @@ def test_continuation_weights_are_products_of_earlier_continuations():
     assert torch.allclose(continuation_weights(c), torch.tensor([[1.0, 0.9, 0.45, 0.0]]))
 
 
-def test_return_normalizer_tracks_percentile_spread_with_floor():
+def test_return_normalizer_is_an_ema_of_the_percentile_spread_from_zero_with_floor():
     norm = ReturnNormalizer(decay=0.5)
     returns = torch.arange(101.0)  # P5 = 5, P95 = 95
-    assert norm.update(returns).item() == pytest.approx(90.0)
-    assert norm.update(returns * 0).item() == pytest.approx(45.0)  # EMA: 0.5 * 90 + 0.5 * 0
+    assert norm.update(returns).item() == pytest.approx(45.0)  # 0.5 * 0 + 0.5 * 90: the EMA starts at 0
+    assert norm.update(returns).item() == pytest.approx(67.5)
+    assert norm.update(returns * 0).item() == pytest.approx(33.75)
     small = ReturnNormalizer()
     assert small.update(torch.zeros(10)).item() == 1.0  # floor of 1
+    assert ReturnNormalizer(decay=0.99).update(returns).item() == pytest.approx(1.0)  # 0.9 is floored
+
+
+def test_return_normalizer_ignores_a_batch_with_a_nan():
+    norm = ReturnNormalizer(decay=0.5)
+    norm.update(torch.arange(101.0))
+    poisoned = torch.arange(101.0)
+    poisoned[3] = float("nan")
+    assert norm.update(poisoned).item() == pytest.approx(45.0)
+    assert torch.isfinite(norm.scale)
 
 
 def test_categorical_kl_matches_reference_and_unimix_bounds_probabilities():

@@ -122,7 +122,7 @@ def test_cmaes_learns_a_linear_policy_in_a_dream():
     test_x = torch.randn(500, 3)
 
     def accuracy() -> float:
-        acts = ctrl.act(None, None, test_x, greedy=True)
+        acts, _ = ctrl.act(None, None, test_x, greedy=True)
         return (acts == (test_x[:, 0] > 0).long()).float().mean().item()
 
     before = accuracy()
@@ -130,6 +130,19 @@ def test_cmaes_learns_a_linear_policy_in_a_dream():
         metrics = ctrl.learn(_SignModel(), start)
     assert metrics["cmaes/generation"] == 30
     assert before < 0.7 and accuracy() > 0.9, (before, accuracy())
+
+
+def test_cmaes_acts_by_argmax_of_its_linear_outputs_while_training_too():
+    """The controller's outputs are not logits (their scale is an accident of the search), so training
+    episodes in dream mode are played by the mean's argmax, as World Models' C plays; a softmax of small
+    parameters would play near uniform at random."""
+    torch.manual_seed(0)
+    ctrl = CmaesController(CmaesConfig(population=4, rollouts=2), 3, 2)
+    ctrl.mean.copy_(torch.tensor([0.01, 0, 0, -0.01, 0, 0, 0, 0]))  # action 0 iff feat[0] > 0, by a small margin
+    feat = torch.randn(400, 3)
+    for greedy in (True, False):
+        actions, _ = ctrl.act(None, None, feat, greedy=greedy)
+        assert torch.equal(actions, (feat[:, 0] <= 0).long())
 
 
 def test_cmaes_in_the_real_env_credits_each_candidate_its_own_episodes():
@@ -166,7 +179,7 @@ def test_agent_acts_at_random_until_the_dream_is_ready_then_asks_its_behaviour(m
     torch.manual_seed(0)
     cfg = config.build(["debug"], {}, ["world_model=mdnrnn", "behavior=cem"])
     agent = Agent(cfg, EnvSpec((4,), False, 3), torch.device("cpu"))
-    monkeypatch.setattr(agent.behavior, "act", lambda wm, state, feat, greedy: torch.full(feat.shape[:1], 2))
+    monkeypatch.setattr(agent.behavior, "act", lambda wm, state, feat, greedy, memory: (torch.full(feat.shape[:1], 2), None))
     n = 600
     obs, prev, first = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32), np.zeros(n), np.ones(n, bool)
     assert not agent.wm.ready_to_imagine

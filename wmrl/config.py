@@ -180,6 +180,8 @@ def _validate_models(cfg: Config) -> None:
     if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
         raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
                         "use gamma=0.985 lam=0.95 (STORM)")
+    if ac.bootstrap not in ("fast", "slow"):
+        raise WmrlError(f"actor_critic.bootstrap={ac.bootstrap!r} is not known", "use fast (DreamerV3, STORM) or slow")
     _require_start_windows(cfg, "actor_critic.imag_context", ac.imag_context)
 
 

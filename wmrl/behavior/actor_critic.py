@@ -3,10 +3,12 @@
 Actor: categorical policy on the world model's features, REINFORCE with the advantage
 (R_t - V(s_t)) / max(1, S), S the percentile return scale, plus an entropy bonus.
 Critic: two-hot symlog regression of the lambda-returns, regularised towards a slow (EMA) copy
-of itself. Returns bootstrap from the slow critic; the advantage's baseline V(s_t) is the current
-critic (as in STORM and DreamerV3), which keeps up with the returns while the slow copy lags: a
-slow baseline leaves early advantages large and positive whatever the action, and that collapses
-the policy's entropy. Every loss term on s_t is weighted by the probability w_t that s_t is
+of itself. The lambda-returns bootstrap from the current ("fast") critic by default, as DreamerV3
+and STORM do, the slow copy serving only as the regulariser's target; `bootstrap=slow` bootstraps
+from the slow copy instead (what wmrl did before it was made a field; benchmarks/results/
+cartpole_bootstrap_ablation.md compares the two). The advantage's baseline V(s_t) is always the
+current critic, which keeps up with the returns while the slow copy lags: a slow baseline leaves
+early advantages large and positive whatever the action, and that collapses the policy's entropy. Every loss term on s_t is weighted by the probability w_t that s_t is
 reached (continuation after predicted terminations).
 """
 
@@ -34,6 +36,9 @@ class ActorCriticConfig:
     gamma: float = 0.985
     lam: float = 0.95
     entropy: float = 3e-4
+    bootstrap: str = "fast"
+    """Critic the lambda-returns bootstrap from: fast (the current critic; DreamerV3, STORM) or slow (its
+    EMA copy)."""
     slow_decay: float = 0.98
     """EMA decay of the slow critic per update."""
     slow_reg: float = 1.0
@@ -76,12 +81,13 @@ class ActorCritic(Behavior):
         log_p = self.log_policy(feat)
         return log_p.argmax(-1) if greedy else sample_index(log_p)
 
-    def act(self, wm, state, feat, greedy):
-        return self.policy(feat, greedy)
+    def act(self, wm, state, feat, greedy, memory=None):
+        return self.policy(feat, greedy), None
 
     def state_value(self):
-        """The slow critic, the target the actor's returns bootstrap from."""
-        return (lambda feat: self.twohot.decode(self.slow_critic(feat))), self.cfg.gamma
+        """The critic the actor's returns bootstrap from (`bootstrap`)."""
+        net = self.critic if self.cfg.bootstrap == "fast" else self.slow_critic
+        return (lambda feat: self.twohot.decode(net(feat))), self.cfg.gamma
 
     def learn(self, wm: WorldModel, start) -> dict[str, float]:
         with torch.no_grad():
@@ -92,13 +98,16 @@ class ActorCritic(Behavior):
         """One actor and critic step on an imagined rollout (computed without gradients)."""
         feat, action = rollout.feat.detach(), rollout.action
         reward, cont = rollout.reward.float(), rollout.cont.float()
-        critic_logits = self.critic(feat[:, :-1])  # (B, H, bins)
+        all_logits = self.critic(feat)  # (B, H+1, bins): V(s_H) only bootstraps
+        critic_logits = all_logits[:, :-1]  # (B, H, bins)
         with torch.no_grad():
+            fast_value = self.twohot.decode(all_logits)  # (B, H+1)
             slow_value = self.twohot.decode(self.slow_critic(feat))  # (B, H+1)
-            returns = lambda_returns(reward, cont, slow_value, self.cfg.gamma, self.cfg.lam)  # (B, H)
+            value = fast_value if self.cfg.bootstrap == "fast" else slow_value
+            returns = lambda_returns(reward, cont, value, self.cfg.gamma, self.cfg.lam)  # (B, H)
             weight = continuation_weights(cont)  # (B, H)
             scale = self.normalizer.update(returns)
-            baseline = self.twohot.decode(critic_logits)  # (B, H)
+            baseline = fast_value[:, :-1]  # (B, H)
             advantage = (returns - baseline) / scale
         log_p = self.log_policy(feat[:, :-1])  # (B, H, actions)
         entropy = -(log_p.exp() * log_p).sum(-1)  # (B, H)

@@ -6,8 +6,9 @@ action sequences, imagine them all as one batch, score each by its predicted dis
 sum_t gamma^t w_t r_t (w_t the probability of still being in the episode, see returns.py), and refit
 the distributions to the action frequencies of the `elites` best. Execute the first action (the most
 frequent elite action when greedy, a tie going to the best sequence's; a sample otherwise), then
-replan. With `warm_start` the next plan starts from this one shifted by a step (the last step uniform)
-instead of from uniform; with `latent_modes` candidates are imagined with latent modes, not samples.
+replan. With `warm_start` the next plan of a stream starts from its last one shifted by a step (the
+last step uniform) instead of from uniform; the plan is the stream's memory (behavior/protocol.py), so it
+is dropped at an episode start and never passes between evaluation and training streams; with `latent_modes` candidates are imagined with latent modes, not samples.
 With `terminal_value` each score adds gamma^H w_H V(s_H) from a learned value attached with
 `attach_value` (`wmrl eval --plan` attaches the critic of an actor-critic run), and gamma is the
 value's own discount, so the sum is one return.
@@ -69,8 +70,8 @@ class CemPlanner(Behavior):
     def __init__(self, cfg: CemConfig, num_actions: int):
         super().__init__()
         self.cfg, self.num_actions = cfg, num_actions
-        self.plan: torch.Tensor | None = None  # (B, H, A) the last refitted distributions
-        self.last_scores: torch.Tensor | None = None  # (B, N) scores of the last iteration's candidates
+        # (B, N) scores of the last act's last iteration, for diagnostics (benchmarks/cem_trace.py) only.
+        self.last_scores: torch.Tensor | None = None
         self.value: Callable[[torch.Tensor], torch.Tensor] | None = None  # (K, F) features -> (K,) values
         self.value_gamma = cfg.gamma
 
@@ -78,21 +79,29 @@ class CemPlanner(Behavior):
         """Use `value` at the horizon when cfg.terminal_value, discounting the whole score by its gamma."""
         self.value, self.value_gamma = value, gamma
 
-    def _prior(self, batch: int, device: torch.device) -> torch.Tensor:
+    def _prior(self, plan: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        """(B, H, A) the distributions a plan starts from: uniform, or the stream's last plan shifted."""
         H, A = self.cfg.horizon, self.num_actions
         uniform = torch.full((batch, H, A), 1.0 / A, device=device)
-        if not self.cfg.warm_start or self.plan is None or self.plan.shape[0] != batch:
+        if not self.cfg.warm_start or plan is None:
             return uniform
-        return torch.cat([self.plan[:, 1:], uniform[:, :1]], 1)
+        assert plan.shape == uniform.shape, f"plan memory {tuple(plan.shape)} != {tuple(uniform.shape)}"
+        return torch.cat([plan[:, 1:], uniform[:, :1]], 1)
+
+    def forget(self, memory, is_first):
+        if memory is None:
+            return None
+        return torch.where(is_first[:, None, None], torch.full_like(memory, 1.0 / self.num_actions), memory)
 
     @torch.no_grad()
-    def act(self, wm, state, feat, greedy):
+    def act(self, wm, state, feat, greedy, memory=None):
+        """See Behavior.act; the memory is the stream's last refitted plan (B, H, A)."""
         cfg, B, N = self.cfg, feat.shape[0], self.cfg.candidates
         if cfg.terminal_value and self.value is None:
             raise WmrlError("cem.terminal_value is set but the planner has no learned value to add",
                             "plan with `wmrl eval RUN --plan` on an actor_critic run, or drop cem.terminal_value")
         gamma = self.value_gamma if cfg.terminal_value else cfg.gamma
-        probs = self._prior(B, feat.device)
+        probs = self._prior(memory, B, feat.device)
         tiled = wm.select(state, torch.arange(B, device=feat.device).repeat_interleave(N))
         with wm.latent_modes(cfg.latent_modes):
             for _ in range(cfg.iterations):
@@ -102,11 +111,11 @@ class CemPlanner(Behavior):
                 scores = discounted_return(rollout.reward.float(), rollout.cont.float(), gamma, last)
                 scores = scores.reshape(B, N)
                 probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
-        self.plan, self.last_scores = probs, scores
+        self.last_scores = scores
         first = probs[:, 0]  # (B, A)
         if not greedy:
-            return torch.multinomial(first, 1)[:, 0]
-        return modal_action(first, seqs[:, :, 0].gather(1, scores.argmax(1, keepdim=True))[:, 0])
+            return torch.multinomial(first, 1)[:, 0], probs
+        return modal_action(first, seqs[:, :, 0].gather(1, scores.argmax(1, keepdim=True))[:, 0]), probs
 
 
 def modal_action(first: torch.Tensor, best: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,11 @@
 """World Models' controller C: a linear policy on the features [z, h], evolved with CMA-ES (the `cma`
 package), either entirely inside the world model's dream or in the real environment.
 
-Parameters: W (A, F) and b (A); the action is argmax(W f + b) (a sample from softmax(W f + b) when
-acting with exploration during training). Fitness of a candidate is its mean undiscounted return over
+Parameters: W (A, F) and b (A); the action is argmax(W f + b), as in World Models, whose controller is
+deterministic: W f + b are not trained as logits (their scale is whatever the search found), so a
+softmax of them would explore by an accident of scale, near uniform for small parameters. The search's
+own population is the exploration: in the real env each candidate plays; in the dream the real episodes
+are played by the mean. Fitness of a candidate is its mean undiscounted return over
 `rollouts` episodes (World Models: population 64, 16 rollouts):
 - where="dream": every `every`-th update, one generation: all candidates start from the same `rollouts`
   replay states and are imagined for `horizon` steps as one batch; the return counts predicted rewards
@@ -85,12 +88,9 @@ class CmaesController(Behavior):
         return self.mean[None]
 
     @torch.no_grad()
-    def act(self, wm, state, feat, greedy):
+    def act(self, wm, state, feat, greedy, memory=None):
         params = self.mean[None] if greedy else self._current()
-        logits = self._linear(params, feat[None])[0]  # (B, A)
-        if greedy or self.cfg.where == "real":
-            return logits.argmax(-1)
-        return torch.distributions.Categorical(logits=logits).sample()
+        return self._linear(params, feat[None])[0].argmax(-1), None  # (B,)
 
     def _tell(self, candidates: np.ndarray, fitness: np.ndarray) -> dict[str, float]:
         self.es.tell(list(candidates), list(-fitness))  # cma minimises

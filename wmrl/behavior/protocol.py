@@ -19,9 +19,20 @@ class Behavior(nn.Module):
     """(batch, context): imagination start states `learn` wants per update (replay windows of `context`
     real steps, observed by the model), or None if it learns nothing from the model."""
 
-    def act(self, wm: WorldModel, state: Any, feat: torch.Tensor, greedy: bool) -> torch.Tensor:
-        """Actions (B,) for model states `state` with features feat (B, F); greedy = evaluation."""
+    def act(self, wm: WorldModel, state: Any, feat: torch.Tensor, greedy: bool, memory: Any = None
+            ) -> tuple[torch.Tensor, Any]:
+        """Actions (B,) for model states `state` with features feat (B, F); greedy = evaluation.
+
+        `memory` is what this behaviour carries from one real step to the next for each of the B streams
+        (a planner's previous plan), None for a fresh start; the new memory is returned beside the
+        actions. It belongs to the caller's streams, never to the behaviour, so an evaluation's streams
+        and the training stream never see each other's. A tensor memory has the streams as its first
+        dimension (the agent selects its rows when streams leave a batch)."""
         raise NotImplementedError
+
+    def forget(self, memory: Any, is_first: torch.Tensor) -> Any:
+        """`memory` with the streams whose episode starts now (is_first (B,) bool) reset."""
+        return memory
 
     def learn(self, wm: WorldModel, start: Any) -> dict[str, float]:
         """One learning step from imagination start states (batch `starts[0]`); returns metrics."""

@@ -36,22 +36,22 @@ def continuation_weights(cont: torch.Tensor) -> torch.Tensor:
 
 
 class ReturnNormalizer(nn.Module):
-    """Scale S = EMA of (P_high - P_low) of the returns; advantages are divided by max(1, S)."""
+    """Scale S = EMA of (P_high - P_low) of the returns, starting from 0 as DreamerV3's return moments do;
+    advantages are divided by max(1, S). (Starting at the first batch's spread instead lets one early
+    batch of an untrained critic set the scale for hundreds of updates.)"""
 
     def __init__(self, decay: float = 0.99, low: float = 5.0, high: float = 95.0):
         super().__init__()
         self.decay, self.low, self.high = decay, low / 100, high / 100
         self.register_buffer("scale", torch.zeros(()))
-        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> torch.Tensor:
+        """Merge a batch of returns (any shape) into the scale, unless it holds a non-finite value (the
+        scale then stays as it was: a NaN would otherwise poison it for good); returns max(1, S)."""
         flat = returns.detach().float().flatten()
-        spread = torch.quantile(flat, self.high) - torch.quantile(flat, self.low)
-        if not self.initialised:
-            self.scale.copy_(spread)
-            self.initialised.fill_(True)
-        else:
+        if torch.isfinite(flat).all():
+            spread = torch.quantile(flat, self.high) - torch.quantile(flat, self.low)
             self.scale.mul_(self.decay).add_((1 - self.decay) * spread)
         return self.scale.clamp(min=1.0)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +25,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass
+class AgentState:
+    """What the agent carries between real steps for B streams: the world model's state and the
+    behaviour's memory (behavior/protocol.py; None or a tensor with the streams first)."""
+
+    wm: Any
+    memory: Any = None
+
+    def select(self, wm, idx: torch.Tensor) -> "AgentState":
+        return AgentState(wm.select(self.wm, idx), None if self.memory is None else self.memory[idx])
+
+
 class Agent:
     def __init__(self, cfg, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
@@ -41,29 +55,31 @@ class Agent:
 
     # ------------------------------------------------------------------------------------- acting
     @torch.no_grad()
-    def act(self, state, obs: np.ndarray, prev_action: np.ndarray, is_first: np.ndarray, greedy: bool):
+    def act(self, state: AgentState, obs: np.ndarray, prev_action: np.ndarray, is_first: np.ndarray, greedy: bool
+            ) -> tuple[AgentState, np.ndarray]:
         """One real step for N envs: obs (N, *obs_shape), prev_action (N,), is_first (N,) -> the new
-        model state and actions (N,) as a numpy array. Until the model is ready to imagine (V-M-C's V
+        agent state and actions (N,) as a numpy array. Until the model is ready to imagine (V-M-C's V
         phase) the actions are uniform at random, as the paper's V learns from random rollouts."""
         if self.wm.training:  # Module.eval() walks every submodule: a visible cost per env step
             self.wm.eval()
         o = torch.as_tensor(np.asarray(obs), device=self.device)
         a = torch.as_tensor(np.asarray(prev_action, dtype=np.int64), device=self.device)
         f = torch.as_tensor(np.asarray(is_first, dtype=bool), device=self.device)
+        memory = self.behavior.forget(state.memory, f)
         with self.autocast():
-            state, feat = self.wm.observe(state, o, a, f)
+            wm_state, feat = self.wm.observe(state.wm, o, a, f)
             if not self.wm.ready_to_imagine:  # planning in an untrained dream repeats one arbitrary action
                 action = torch.randint(self.spec.num_actions, f.shape, device=self.device)
             else:
-                action = self.behavior.act(self.wm, state, feat, greedy)
-        return state, action.cpu().numpy()
+                action, memory = self.behavior.act(self.wm, wm_state, feat, greedy, memory)
+        return AgentState(wm_state, memory), action.cpu().numpy()
 
-    def initial_state(self, batch: int = 1):
-        return self.wm.initial(batch)
+    def initial_state(self, batch: int = 1) -> AgentState:
+        return AgentState(self.wm.initial(batch))
 
-    def select(self, state, rows: list[int]):
-        """The model state of the given batch rows (envs leaving a batch)."""
-        return self.wm.select(state, torch.as_tensor(rows, dtype=torch.long, device=self.device))
+    def select(self, state: AgentState, rows: list[int]) -> AgentState:
+        """The state of the given batch rows (envs leaving a batch)."""
+        return state.select(self.wm, torch.as_tensor(rows, dtype=torch.long, device=self.device))
 
     # ------------------------------------------------------------------------------------- learning
     def to_tensors(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
