@@ -246,12 +246,12 @@ def test_returns_bootstrap_from_the_critic_the_config_names(bootstrap):
     assert ActorCriticConfig().bootstrap == "fast"
 
 
-@pytest.mark.parametrize("name, burn_in", [("storm", 0), ("rssm", 5)])
-def test_imagination_starts_are_filtered_over_the_burn_in_then_the_context(tmp_path, name, burn_in):
-    """The agent samples start windows of the world model's burn-in plus the behaviour's context."""
-    overrides = [f"world_model={name}", "actor_critic.imag_context=3", "actor_critic.imag_batch=6"]
-    if burn_in:
-        overrides.append(f"{name}.burn_in={burn_in}")
+@pytest.mark.parametrize("name, setting, length", [("storm", "storm.history=4", 4), ("rssm", "rssm.burn_in=5", 8),
+                                                   ("mdnrnn", "mdnrnn.burn_in=6", 9)])
+def test_imagination_starts_are_observed_over_the_models_start_window(tmp_path, name, setting, length):
+    """The agent samples start windows of the world model's burn-in plus the behaviour's context (RSSM,
+    MDN-RNN), or of STORM's history, the window its acting state holds."""
+    overrides = [f"world_model={name}", "actor_critic.imag_context=3", "actor_critic.imag_batch=6", setting]
     cfg = config_mod.build(["debug"], {"seed": 0}, overrides)
     _, spec, agent, replay = build(cfg, tmp_path, setup_torch(cfg))
     rng = np.random.default_rng(0)
@@ -261,4 +261,8 @@ def test_imagination_starts_are_filtered_over_the_burn_in_then_the_context(tmp_p
     sample = replay.sample
     replay.sample = lambda batch, length, rng: asked.append((batch, length)) or sample(batch, length, rng)
     agent.update(replay, rng)
-    assert asked == [(cfg.train.wm_batch, cfg.train.wm_seq), (6, burn_in + 3)]
+    if name == "mdnrnn":
+        agent.wm.updates.fill_(cfg.mdnrnn.vae_updates)  # past V's phase: the dream is ready
+        asked.clear()
+        agent.update(replay, rng)
+    assert asked == [(cfg.train.wm_batch, cfg.train.wm_seq), (6, length)]

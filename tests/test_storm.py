@@ -28,6 +28,30 @@ def test_cached_imagination_equals_uncached_forward(kind):
     assert torch.allclose(cached.cont, full.cont, atol=1e-5)
 
 
+def test_acting_deep_into_an_episode_sees_a_fresh_window_of_history_steps():
+    """The state after 40 steps of one episode is the transformer run afresh over the last `history`
+    steps, the same window an imagination start is observed over, and never a cache that slid over the
+    whole episode (whose receptive field grows to layers * (context - 1) steps, beyond any training
+    window)."""
+    m = make_model("storm", context=16, history=6)
+    m.deterministic = True
+    b = batch("vector", B=2, T=40)
+    b["is_first"][:] = False
+    b["is_first"][:, 0] = True
+    with torch.no_grad():
+        state, prev = m.initial(2), torch.zeros(2, dtype=torch.long)
+        for t in range(40):
+            state, feat = m.observe(state, b["obs"][:, t], prev, b["is_first"][:, t])
+            prev = b["action"][:, t]
+        window = {k: v[:, -6:] for k, v in b.items()}
+        fresh = m.features(m.observe_sequence(window["obs"], window["action"], window["is_first"]))
+        longer = {k: v[:, -7:] for k, v in b.items()}
+        seven = m.features(m.observe_sequence(longer["obs"], longer["action"], longer["is_first"]))
+    assert torch.allclose(feat, fresh, atol=1e-5)
+    assert torch.allclose(seven, fresh, atol=1e-5)  # rows before the window do not reach the state
+    assert state.tokens[0].shape[1] == 5
+
+
 def test_attention_is_masked_across_episode_boundaries():
     torch.manual_seed(0)
     tf = CausalTransformer(TransformerConfig(layers=2, width=16, heads=2, ffn=32, context=32, dropout=0.0)).eval()

@@ -15,7 +15,7 @@ OBS = {"vector": ((4,), False), "minatar": ((4, 10, 10), True), "rgb": ((3, 16, 
 MODELS = ("storm", "rssm", "mdnrnn")
 
 
-def make_model(name: str, kind: str = "vector", actions: int = 3, context: int = 16) -> WorldModel:
+def make_model(name: str, kind: str = "vector", actions: int = 3, context: int = 16, history: int = 8) -> WorldModel:
     torch.manual_seed(0)
     shape, is_image = OBS[kind]
     encoder = EncoderConfig(depth=4, stages=2, hidden=32, layers=1)
@@ -25,7 +25,7 @@ def make_model(name: str, kind: str = "vector", actions: int = 3, context: int =
     common = dict(stoch=4, classes=5, head_hidden=32, encoder=encoder)
     if name == "storm":
         tf = TransformerConfig(layers=2, width=32, heads=2, ffn=64, context=context)
-        return Storm(StormConfig(transformer=tf, **common), shape, is_image, actions).eval()
+        return Storm(StormConfig(transformer=tf, history=history, **common), shape, is_image, actions).eval()
     if name == "rssm":
         return Rssm(RssmConfig(deter=24, hidden=32, **common), shape, is_image, actions).eval()
     raise ValueError(name)

@@ -183,14 +183,22 @@ def _validate_models(cfg: Config) -> None:
     if ac.bootstrap not in ("fast", "slow"):
         raise WmrlError(f"actor_critic.bootstrap={ac.bootstrap!r} is not known", "use fast (DreamerV3, STORM) or slow")
     _require_start_windows(cfg, "actor_critic.imag_context", ac.imag_context)
+    if cfg.world_model == "storm" and cfg.storm.history + ac.horizon > cfg.storm.transformer.context:
+        raise WmrlError(f"storm.history={cfg.storm.history} plus actor_critic.horizon={ac.horizon} exceeds "
+                        f"storm.transformer.context={cfg.storm.transformer.context}: imagination would slide past "
+                        "every window the transformer trains on",
+                        f"set storm.history <= {cfg.storm.transformer.context - ac.horizon}")
 
 
 def _require_start_windows(cfg: Config, key: str, context: int) -> None:
-    """Warm-up must leave replay windows of the world model's burn-in plus the behaviour's context."""
-    burn_in = getattr(cfg, cfg.world_model).burn_in
-    if cfg.train.warmup < burn_in + context:
-        raise WmrlError(f"train.warmup={cfg.train.warmup} is shorter than {cfg.world_model}.burn_in={burn_in} "
-                        f"plus {key}={context}", f"set train.warmup >= {burn_in + context}")
+    """Warm-up must leave replay windows as long as an imagination start (WorldModel.start_length)."""
+    section = getattr(cfg, cfg.world_model)
+    length = section.start_length(context)
+    if cfg.train.warmup < length:
+        what = (f"storm.history={section.history}" if cfg.world_model == "storm" else
+                f"{cfg.world_model}.burn_in={section.burn_in} plus {key}={context}")
+        raise WmrlError(f"train.warmup={cfg.train.warmup} is shorter than an imagination start's window ({what})",
+                        f"set train.warmup >= {length}")
 
 
 def to_dict(cfg: Config) -> dict:

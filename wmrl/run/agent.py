@@ -95,7 +95,7 @@ class Agent:
         self.wm.eval()
         if self.behavior.starts is not None and self.wm.ready_to_imagine:
             batch, context = self.behavior.starts
-            ctx = self.to_tensors(replay.sample(batch, self.wm.burn_in + context, rng))
+            ctx = self.to_tensors(replay.sample(batch, self.wm.start_length(context), rng))
             with torch.no_grad(), self.autocast():
                 start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
             with self.autocast():

@@ -1,6 +1,6 @@
 """`wmrl dream`: the model's open-loop imagination beside the real future under the same actions.
 
-From a real context of the model's `burn_in` plus `imag_context` steps taken from the run's replay, the
+From a real context as long as an imagination start (WorldModel.start_length) taken from the run's replay, the
 world model imagines `horizon` steps fed with the actions that were really taken; the predicted
 observations are shown beside the real ones (GIF/MP4 for images, one PNG panel per state dimension for
 vectors) with the per-step prediction error (mean squared error, images in [0, 1] units).
@@ -97,7 +97,7 @@ def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torc
 @torch.no_grad()
 def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto") -> dict:
     cfg, agent, replay = load_run(run_dir, device)
-    context = agent.wm.burn_in + cfg.actor_critic.imag_context
+    context = agent.wm.start_length(cfg.actor_critic.imag_context)
     if len(replay) < context + 1:
         raise WmrlError(f"the run's replay holds {len(replay)} steps, too few for a dream", "train the run longer first")
     length = min(context + horizon, len(replay))

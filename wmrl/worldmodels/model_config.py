@@ -19,7 +19,11 @@ class WorldModelConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, eps=1e-8, clip=1000.0))
     burn_in: int = 0
     """Extra real steps the model observes before each imagination start's context (see
-    WorldModel.burn_in)."""
+    WorldModel.start_length)."""
+
+    def start_length(self, context: int) -> int:
+        """Replay rows an imagination start is observed over, for a behaviour that asks for `context`."""
+        return self.burn_in + context
 
     def validate(self, section: str) -> None:
         """Raise a WmrlError for a bad field; `section` is the config key (e.g. "rssm") for the message."""

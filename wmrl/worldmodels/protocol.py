@@ -73,13 +73,13 @@ class WorldModel(nn.Module):
         finally:
             self.deterministic = before
 
-    @property
-    def burn_in(self) -> int:
-        """Real steps observed before the context of an imagination start (replay windows for start
-        states are this much longer than the behaviour's context). A recurrent state filtered from zeros
-        over a short window differs from the state of an agent acting deep into an episode; the burn-in
-        lets it forget the start. Every model config has the field; only recurrent models need it."""
-        return self.cfg.burn_in
+    def start_length(self, context: int) -> int:
+        """Replay rows an imagination start is observed over, for a behaviour that asks for `context` real
+        steps. The start must look like the states the agent acts on deep into an episode: a recurrent
+        state filtered from zeros over a short window differs from them, so recurrent models observe a
+        `burn_in` before the context (RSSM, MDN-RNN); STORM's state is a window of `storm.history`
+        steps, so its starts are exactly that window."""
+        return self.cfg.start_length(context)
 
     def initial(self, batch: int) -> Any:
         """A state before any observation; the first `observe` must have is_first=True."""

@@ -2,13 +2,17 @@
 
 Alignment (the same as STORM's, see protocol.py):
 
-    h_t   = 0 if is_first_t else g_t                    deterministic state before obs_t
+    h_t   = h0 if is_first_t else g_t                   deterministic state before obs_t (h0 learned)
     z_t   ~ posterior(h_t, embed(obs_t))                 categorical, stoch x classes, 1% unimix
     g_t+1 = GRU(h_t, MLP([z_t, onehot(a_t)]))            the state after action a_t
-    g_t+1 predicts: prior(z_t+1), reward_t, terminal_t   (the results of a_t; no obs_t+1 needed)
+    g_t+1 predicts prior(z_t+1); [z_t+1, g_t+1] predicts reward_t and terminal_t (the results of a_t)
     agent features at step t: feat_t = [z_t, h_t];  the decoder reconstructs obs_t from feat_t
 
-The prior at an episode start is prior(h = 0), so every step has a KL term. Losses: decoder error
+As in DreamerV3 the reward and continuation heads read the whole next state [z, h], and the state of
+an episode start is learned (h0 = tanh(w)) rather than zero. In training z_t+1 is the posterior of
+obs_t+1 where row t+1 continues the episode; where it does not (a terminal or truncated step, or the
+window's last row) obs_t+1 is not in the batch and z_t+1 is a sample of the prior, as in imagination.
+The prior at an episode start is prior(h0), so every step has a KL term. Losses: decoder error
 (summed over dimensions, symlog or standardised vectors, [0, 1] pixels), two-hot symlog reward,
 termination cross-entropy, and KL balancing with per-sample free bits (nets/categorical.py).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from wmrl.errors import require_positive
 from wmrl.nets.categorical import balanced_kl, draw, onehot_of, unimix_logits
@@ -70,7 +75,8 @@ class Rssm(WorldModel):
         self.prior_head = MLP(cfg.deter, latent, cfg.hidden, 1)
         self.posterior_head = MLP(cfg.deter + self.encoder.out_dim, latent, cfg.hidden, 1)
         self.decoder = make_decoder(latent + cfg.deter, self.encoder, obs_shape, cfg.encoder)
-        self.heads = OutcomeHeads(cfg.deter, cfg.head_hidden, cfg.head_layers, cfg.reward_bins)
+        self.heads = OutcomeHeads(latent + cfg.deter, cfg.head_hidden, cfg.head_layers, cfg.reward_bins)
+        self.initial_weight = nn.Parameter(torch.zeros(cfg.deter))  # h0 = tanh(w): DreamerV3's learned start
         self.latent_dim, self.feat_dim = latent, latent + cfg.deter
 
     # ----------------------------------------------------------------------------- steps
@@ -100,7 +106,7 @@ class Rssm(WorldModel):
                 h = self._transition(h, z, prev)
                 if training and t > 0:
                     out["g"].append(h)
-            h = torch.where(is_first[:, t, None], torch.zeros_like(h), h)
+            h = torch.where(is_first[:, t, None], self._h0().to(h.dtype).expand_as(h), h)
             post = self._posterior(h, embed[:, t])
             z = draw(post, mode=self.deterministic and not training)
             prev = action[:, t]
@@ -110,9 +116,13 @@ class Rssm(WorldModel):
             out["g"].append(self._transition(h, z, prev))
         return {k: torch.stack(v, 1) for k, v in out.items() if v}, RssmState(h, z)
 
+    def _h0(self) -> torch.Tensor:
+        """(deter,) the learned deterministic state at an episode start."""
+        return torch.tanh(self.initial_weight)
+
     # ----------------------------------------------------------------------------- protocol
     def initial(self, batch: int) -> RssmState:
-        return RssmState(torch.zeros(batch, self.cfg.deter, device=self.heads.twohot.bins.device), None)
+        return RssmState(self._h0().expand(batch, -1), None)
 
     def features(self, state: RssmState) -> torch.Tensor:
         return torch.cat([state.z, state.h], -1)
@@ -129,16 +139,16 @@ class Rssm(WorldModel):
 
     def imagine(self, state: RssmState, policy: Policy | torch.Tensor, horizon: int) -> Rollout:
         h, z = state.h, state.z
-        feats, actions, gs = [self.features(state)], [], []
+        feats, actions = [self.features(state)], []
         for t in range(horizon):
             a = next_actions(policy, feats[-1], t)
             h = self._transition(h, z, a)
             z = draw(self._categorical(self.prior_head(h)), self.deterministic)
             actions.append(a)
-            gs.append(h)
             feats.append(torch.cat([z, h], -1))
-        reward, cont = self.heads.predict(torch.stack(gs, 1))  # (B, H) each: heads run once on all steps
-        return Rollout(torch.stack(feats, 1), torch.stack(actions, 1), reward, cont)
+        feat = torch.stack(feats, 1)  # (B, H+1, F)
+        reward, cont = self.heads.predict(feat[:, 1:])  # (B, H) each, from the state each action led to
+        return Rollout(feat, torch.stack(actions, 1), reward, cont)
 
     def loss(self, batch):
         obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]
@@ -147,8 +157,14 @@ class Rssm(WorldModel):
                             training=True)
         h, z, g = seq["h"], seq["z"], seq["g"]  # (B, T, deter), (B, T, latent), (B, T, deter)
         recon = self.decoder.loss(self.decoder(torch.cat([z, h], -1)), obs)  # (B, T)
-        reward, terminal = self.heads.loss(g, batch["reward"], batch["terminal"])  # (B, T) each
-        prior = self._categorical(self.prior_head(h))  # prior of z_t from h_t (h = 0 at a start)
+        # The state each action led to: [posterior z_t+1, h_t+1 = g_t] where row t+1 continues the episode,
+        # else [a prior sample from g_t, g_t] (see the module docstring).
+        with torch.no_grad():
+            z_prior = draw(self._categorical(self.prior_head(g)))  # (B, T, latent)
+        follows = torch.cat([~is_first[:, 1:], torch.zeros_like(is_first[:, :1])], 1)[..., None]  # (B, T, 1)
+        z_next = torch.where(follows, torch.cat([z[:, 1:], z_prior[:, -1:]], 1), z_prior.to(z.dtype))
+        reward, terminal = self.heads.loss(torch.cat([z_next, g], -1), batch["reward"], batch["terminal"])
+        prior = self._categorical(self.prior_head(h))  # prior of z_t from h_t (h = h0 at a start)
         kl, metrics = balanced_kl(seq["post"], prior, torch.ones_like(reward), self.cfg.free_bits,
                                   self.cfg.kl_dyn, self.cfg.kl_rep)
         return total_loss({"recon": recon, "reward": reward, "terminal": terminal}, kl, metrics)

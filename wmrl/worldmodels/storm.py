@@ -10,6 +10,16 @@ Sequence alignment inside the model (one token per step):
 Departures from the public STORM code, each a listed flaw done right: per-sample free bits (flaw 4),
 episode-masked attention (flaw 3), real KV cache (flaw 2), and acting on the posterior of the
 current frame with the context reset at every episode start (flaw 5).
+
+The agent's state is a window (deliberate departure). STORM acts with a cache that slides over the
+episode; with L layers each slide lets information reach back further, so deep into an episode the
+outputs depend on up to L * (context - 1) steps, while training windows never exceed `context` steps:
+the transformer then runs where it never trained (on a CartPole model the sliding state differed from
+a fresh window by 0.11 in feature distance, and from the 8-step imagination starts by 0.54;
+benchmarks/results/state_drift_cartpole_storm.md). Here the state is the transformer run afresh over
+the last `history` steps, both when acting and when observing an imagination start, so the agent acts
+on exactly the states its behaviour learns from; with history + imagination horizon <= context every
+imagined step also stays inside one training window.
 """
 
 from __future__ import annotations
@@ -32,9 +42,22 @@ from wmrl.worldmodels.storm_transformer import CausalTransformer, KVCache, Trans
 @dataclass
 class StormConfig(CategoricalLatentConfig):
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    history: int = 48
+    """Real steps in the agent's state: acting runs the transformer over the last `history` steps, and
+    imagination starts are observed over the same number (see the module docstring). At most
+    transformer.context minus the imagination horizon (paper size: 64 - 16)."""
+
+    def start_length(self, context: int) -> int:
+        return self.history
 
     def validate(self, section: str) -> None:
         super().validate(section)
+        if self.burn_in:
+            raise WmrlError(f"{section}.burn_in={self.burn_in}: STORM's state is a window of {section}.history "
+                            "steps, which its imagination starts observe too", f"set {section}.history instead")
+        if not 2 <= self.history <= self.transformer.context:
+            raise WmrlError(f"{section}.history={self.history} must lie in [2, {section}.transformer.context="
+                            f"{self.transformer.context}]", "use context minus the imagination horizon, e.g. 48")
         t = self.transformer
         require_positive(f"{section}.transformer", t, "layers", "width", "heads", "ffn")
         if t.width % t.heads or (t.width // t.heads) % 2:
@@ -46,10 +69,10 @@ class StormConfig(CategoricalLatentConfig):
 
 @dataclass
 class StormState:
-    """cache: tokens before step t; z: (B, latent) current latent (None before the first observe);
-    h: (B, width) output for the previous token (zeros at an episode start); first: (B,) z starts an episode;
-    tokens: the raw token history ((B, L, width), is_first (B, L)), kept by `observe_sequence` only for the
-    uncached reference imagination."""
+    """cache: keys and values of the tokens before step t (None if there are none); z: (B, latent) current
+    latent (None before the first observe); h: (B, width) output for the previous token (zeros at an
+    episode start); first: (B,) z starts an episode; tokens: the token history the cache was computed
+    from ((B, L, width) tokens, (B, L) is_first), at most history - 1 of them."""
 
     cache: KVCache | None
     z: torch.Tensor | None
@@ -97,43 +120,53 @@ class Storm(WorldModel):
     def features(self, state: StormState) -> torch.Tensor:
         return torch.cat([state.z, state.h], -1)
 
-    def observe(self, state, obs, prev_action, is_first):
-        h, cache = state.h, state.cache
-        if cache is not None:
-            cache = cache.clone()  # keep `state` valid: the transformer extends caches in place
-        if state.z is not None:
-            # Push the previous step's token (z_{t-1}, a_{t-1}); a stream that starts an episode now
-            # drops it below by zeroing h and starting a new segment with its next token.
-            out, cache = self.transformer(self._token(state.z, prev_action)[:, None], state.first[:, None], cache)
-            h = out[:, 0]
+    def _windowed(self, tokens: torch.Tensor, firsts: torch.Tensor, z: torch.Tensor, is_first: torch.Tensor
+                  ) -> StormState:
+        """The state at a step with latent z (B, latent) after the token history (B, L, width) with its
+        is_first flags (B, L), L < history: the transformer runs afresh over the history."""
+        h, cache = torch.zeros(z.shape[0], self.cfg.transformer.width, device=z.device, dtype=z.dtype), None
+        if tokens.shape[1]:
+            out, cache = self.transformer(tokens, firsts)
+            h = out[:, -1]
+        # A stream that starts an episode now sees none of its history: h = 0, and its next token opens
+        # a new segment of the attention mask.
         h = torch.where(is_first[:, None], torch.zeros_like(h), h)
+        return StormState(cache, z, h, is_first.clone(), (tokens, firsts))
+
+    def observe(self, state, obs, prev_action, is_first):
+        B, keep = is_first.shape[0], self.cfg.history - 1
+        if state.tokens is None:
+            tokens = torch.zeros(B, 0, self.cfg.transformer.width, device=obs.device)
+            firsts = torch.zeros(B, 0, dtype=torch.bool, device=obs.device)
+        else:
+            tokens, firsts = state.tokens
+        if state.z is not None:  # push the previous step's token (z_{t-1}, a_{t-1}), drop the oldest
+            token = self._token(state.z, prev_action)[:, None]
+            tokens = torch.cat([tokens.to(token.dtype), token], 1)[:, -keep:]
+            firsts = torch.cat([firsts, state.first[:, None]], 1)[:, -keep:]
         z = draw(self.vae.posterior(obs), self.deterministic)
-        new = StormState(cache, z, h, is_first.clone())
+        new = self._windowed(tokens, firsts, z, is_first)
         return new, self.features(new)
 
     def observe_sequence(self, obs, action, is_first):
-        B, T = is_first.shape
+        """See WorldModel.observe_sequence; only the last `history` rows reach the state, as in `observe`."""
+        W = self.cfg.history
+        obs, action, is_first = obs[:, -W:], action[:, -W:], is_first[:, -W:]
         z = draw(self.vae.posterior(obs), self.deterministic)  # (B, T, latent)
-        state = self.initial(B)
-        if T > 1:
-            tokens = self._token(z[:, :-1], action[:, :-1])  # (B, T-1, width)
-            out, cache = self.transformer(tokens, is_first[:, :-1])
-            state.cache, state.h, state.tokens = cache, out[:, -1], (tokens, is_first[:, :-1])
-        state.h = torch.where(is_first[:, -1:], torch.zeros_like(state.h), state.h)
-        state.z, state.first = z[:, -1], is_first[:, -1].clone()
-        return state
+        tokens = self._token(z[:, :-1], action[:, :-1])  # (B, T-1, width)
+        return self._windowed(tokens, is_first[:, :-1], z[:, -1], is_first[:, -1])
 
     def imagine(self, state: StormState, policy: Policy | torch.Tensor, horizon: int, use_cache: bool = True
                 ) -> Rollout:
         """See WorldModel.imagine. `use_cache=False` re-runs the transformer over the whole token history
         at every step (the quadratic reference used by tests and the cache benchmark); it needs a state
-        made by `observe_sequence`, which keeps the token history."""
+        with a token history (from `observe` or `observe_sequence` with T > 1)."""
         z, h, first = state.z, state.h, state.first
         cache = state.cache.clone() if state.cache is not None else None
         feats, actions, outs = [self.features(state)], [], []
         history = state.tokens
-        if not use_cache and history is None:
-            raise ValueError("uncached imagination needs a state from observe_sequence with T > 1")
+        if not use_cache and (history is None or history[0].shape[1] == 0):
+            raise ValueError("uncached imagination needs a state with a token history")
         for t in range(horizon):
             a = next_actions(policy, feats[-1], t)
             token = self._token(z, a)[:, None]
