@@ -79,8 +79,31 @@ class SignBanditEnv(gym.Env):
         return self._draw(), reward, False, self._t >= self.LENGTH, {}
 
 
+class LivesEnv(gym.Env):
+    """Three lives, one lost every 7 steps (reward 1 per step), reported as info["lives"] like the ALE;
+    the episode ends with the last life (21 steps)."""
+
+    def __init__(self):
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self._t / 21, self._lives / 3], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t, self._lives = 0, 3
+        return self._obs(), {"lives": self._lives}
+
+    def step(self, action):
+        self._t += 1
+        if self._t % 7 == 0:
+            self._lives -= 1
+        return self._obs(), 1.0, self._lives == 0, False, {"lives": self._lives}
+
+
 # Guarded so importing this module twice (e.g. as `fake_envs` and `tests.fake_envs`) does not warn.
 for _id, _cls in [("WmrlTestGrid-v0", GridEnv), ("WmrlTestDictObs-v0", DictObsEnv),
-                   ("WmrlSignBandit-v0", SignBanditEnv)]:
+                   ("WmrlSignBandit-v0", SignBanditEnv), ("WmrlLives-v0", LivesEnv)]:
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_cls, max_episode_steps=50)

@@ -47,8 +47,9 @@ def test_train_writes_a_complete_run_directory(trained_run):
     assert any((trained_run / "replay").glob("chunk_*.npz"))
     rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert all("step" in r for r in rows)
-    evals = [r for r in rows if "eval/return_mean" in r]
-    assert evals and {"eval/return_std", "eval/episodes"} <= set(evals[-1])
+    evals = [r for r in rows if "eval/greedy/return_mean" in r]
+    assert evals and {"eval/greedy/return_std", "eval/episodes"} <= set(evals[-1])
+    assert rows[0]["step"] == 0 and rows[0]["model/params_world_model"] > 0
     assert [r["step"] for r in evals] == [150, 300]
     assert 0 < evals[0]["time/train_minutes"] < evals[1]["time/train_minutes"]
 

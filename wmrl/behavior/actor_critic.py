@@ -15,6 +15,7 @@ reached (continuation after predicted terminations).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -119,7 +120,8 @@ class ActorCritic(Behavior):
         critic_loss = (weight * self.twohot.cross_entropy(critic_logits, target)).mean()
         actor_norm = optimizer_step(actor_loss, self.actor, self.actor_opt, self.cfg.actor_optim)
         critic_norm = optimizer_step(critic_loss, self.critic, self.critic_opt, self.cfg.critic_optim)
-        self._update_slow()
+        if math.isfinite(critic_norm):  # a skipped critic step leaves its slow copy alone too
+            self._update_slow()
         return {"ac/actor_loss": actor_loss.item(), "ac/critic_loss": critic_loss.item(),
                 "ac/entropy": entropy.mean().item(), "ac/return": returns.mean().item(),
                 "ac/return_scale": float(scale), "ac/imag_reward": reward.mean().item(),

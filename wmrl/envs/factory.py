@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
-from wmrl.envs.wrappers import ChannelFirstImage, Float32Vector, SeedOnFirstReset
+from wmrl.envs.wrappers import ChannelFirstImage, Float32Vector, LifeLossSignal, SeedOnFirstReset
 from wmrl.errors import WmrlError
 
 _KNOWN_ID_HINT = (
@@ -31,28 +31,61 @@ _KNOWN_ID_HINT = (
 )
 
 
+# Defaults that depend on the backend (protocols.md). Sticky actions: MinAtar's paper 0.1; the ALE's v5
+# default and Machado et al.'s recommendation 0.25 (the Atari 100k presets set their protocol's own).
+# Episode caps in agent steps: the ALE's 108k frames, and for MinAtar, whose games have no limit, a cap
+# that stops an agent that never loses from making an evaluation endless.
+STICKY_DEFAULTS = {"MinAtar/": 0.1, "ALE/": 0.25}
+ALE_FRAME_CAP = 108_000
+MINATAR_STEP_CAP = 10_000
+
+
 @dataclass
 class EnvConfig:
     id: str = "CartPole-v1"
     """Gymnasium id, ``module:EnvId`` for your own env, ``MinAtar/<Game>-v0|v1`` or ``ALE/<Game>-v5``."""
-    max_episode_steps: int = 0
-    """Truncate episodes after this many agent steps; 0 keeps the env's own limit."""
-    sticky_actions: float = 0.1
-    """Probability of repeating the previous action (MinAtar and ALE only). MinAtar's paper uses 0.1."""
+    max_episode_steps: int | None = None
+    """Truncate episodes after this many agent steps; 0 keeps the env's own limit; None the backend's
+    default (ALE: 108k frames / frame_skip; MinAtar: 10000; others: the env's own)."""
+    sticky_actions: float | None = None
+    """Probability of repeating the previous action (MinAtar and ALE only); None: the backend's default
+    (MinAtar 0.1, its paper's; ALE 0.25, v5's and Machado et al.'s)."""
     frame_skip: int = 4
     """ALE only: emulator frames per agent step (max-pooled over the last two)."""
     image_size: int = 64
     """ALE only: RGB frames are resized to image_size x image_size."""
+    noop_max: int = 30
+    """ALE only: each episode starts with up to this many no-op actions (0: none, as STORM's code)."""
+    life_loss: bool = False
+    """Envs that report info["lives"] (the ALE): a lost life is a terminal step in replay and starts the
+    agent's model state afresh, while the game and its return go on (the Atari 100k protocols)."""
+
+    def backend(self) -> str:
+        """"ALE/", "MinAtar/" or "" for every other id."""
+        name = self.id.split(":", 1)[-1]
+        return next((b for b in STICKY_DEFAULTS if name.startswith(b)), "")
+
+    def sticky(self) -> float:
+        """The sticky-action probability in force (0 for backends without sticky actions)."""
+        return STICKY_DEFAULTS.get(self.backend(), 0.0) if self.sticky_actions is None else float(self.sticky_actions)
+
+    def episode_cap(self) -> int:
+        """Agent steps after which episodes are truncated (0: only the env's own limit)."""
+        if self.max_episode_steps is not None:
+            return self.max_episode_steps
+        return {"ALE/": ALE_FRAME_CAP // self.frame_skip, "MinAtar/": MINATAR_STEP_CAP}.get(self.backend(), 0)
 
     def validate(self) -> None:
         if not isinstance(self.id, str) or not self.id or self.id != self.id.strip():
             raise WmrlError(f"env.id must be a non-empty id without spaces, got {self.id!r}", _KNOWN_ID_HINT)
-        if not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 0:
+        if self.max_episode_steps is not None and (not isinstance(self.max_episode_steps, int)
+                                                    or self.max_episode_steps < 0):
             raise WmrlError(
-                f"env.max_episode_steps must be an integer >= 0, got {self.max_episode_steps!r}",
-                "set it to 0 to keep the env's own time limit, or to a positive step count",
+                f"env.max_episode_steps must be an integer >= 0 or null, got {self.max_episode_steps!r}",
+                "set it to 0 to keep the env's own time limit, null for the backend's default, or a step count",
             )
-        if not isinstance(self.sticky_actions, (int, float)) or not 0.0 <= self.sticky_actions < 1.0:
+        if self.sticky_actions is not None and (not isinstance(self.sticky_actions, (int, float))
+                                                or not 0.0 <= self.sticky_actions < 1.0):
             raise WmrlError(
                 f"env.sticky_actions must be a probability in [0, 1), got {self.sticky_actions!r}",
                 "use 0.0 to disable sticky actions, 0.1 (MinAtar) or 0.25 (Machado et al. Atari protocol)",
@@ -67,6 +100,9 @@ class EnvConfig:
                 f"env.image_size must be a positive integer, got {self.image_size!r}",
                 "use 64 (STORM, DreamerV3) or 84 (DQN)",
             )
+        if not isinstance(self.noop_max, int) or self.noop_max < 0:
+            raise WmrlError(f"env.noop_max must be an integer >= 0, got {self.noop_max!r}",
+                            "use 30 (the standard Atari protocol) or 0 (STORM's code)")
 
 
 @dataclass(frozen=True)
@@ -96,6 +132,8 @@ def make_env(cfg: EnvConfig, seed: int) -> gym.Env:
     except WmrlError:
         env.close()
         raise
+    if cfg.life_loss:
+        env = LifeLossSignal(env)
     env = RecordEpisodeStatistics(env)
     # Outermost, so the first reset's seed reaches every wrapper and the base env.
     return SeedOnFirstReset(env, int(seed))
@@ -125,10 +163,10 @@ def _make_base(cfg: EnvConfig) -> gym.Env:
     kwargs: dict = {}
     if name.startswith("MinAtar/"):
         _register_minatar()
-        kwargs["sticky_action_prob"] = float(cfg.sticky_actions)
-    if cfg.max_episode_steps:
+        kwargs["sticky_action_prob"] = cfg.sticky()
+    if cfg.episode_cap():
         # gym.make replaces the registered limit instead of stacking a second TimeLimit on it.
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
+        kwargs["max_episode_steps"] = cfg.episode_cap()
     if name.startswith("MinAtar/"):
         # MinAtar's v0 (all 6 actions) and v1 (minimal action set) are variants, not versions, but
         # Gymnasium calls v0 "out of date" because v1 exists; silence that misleading warning.
@@ -149,11 +187,12 @@ def _make_ale(name: str, cfg: EnvConfig) -> gym.Env:
     gym.register_envs(ale_py)
     # Frame skipping happens in AtariPreprocessing (which max-pools the last two frames), so the
     # emulator itself must not skip.
-    env = _gym_make(name, cfg.id, frameskip=1, repeat_action_probability=float(cfg.sticky_actions))
+    # v5 ids use the minimal action set unless full_action_space=True is asked for (the protocols' choice).
+    env = _gym_make(name, cfg.id, frameskip=1, repeat_action_probability=cfg.sticky())
     try:
         env = gym.wrappers.AtariPreprocessing(
             env,
-            noop_max=30,
+            noop_max=cfg.noop_max,
             frame_skip=cfg.frame_skip,
             screen_size=cfg.image_size,
             grayscale_obs=False,
@@ -164,9 +203,9 @@ def _make_ale(name: str, cfg: EnvConfig) -> gym.Env:
             "Atari preprocessing needs OpenCV to resize frames, but cv2 is not installed",
             "pip install opencv-python",
         ) from e
-    if cfg.max_episode_steps:
+    if cfg.episode_cap():
         # Applied after frame skipping so the limit counts agent steps, not emulator frames.
-        env = TimeLimit(env, cfg.max_episode_steps)
+        env = TimeLimit(env, cfg.episode_cap())
     return env
 
 

@@ -74,3 +74,22 @@ class ChannelFirstImage(gym.ObservationWrapper):
         if self._binary:
             chw *= 255
         return chw
+
+
+class LifeLossSignal(gym.Wrapper):
+    """Sets ``info["life_loss"] = True`` on a step that loses a life without ending the episode, from the
+    ``info["lives"]`` count the env reports (the ALE does). The training loop stores such a step as
+    terminal in replay and starts the agent's state afresh; the episode itself goes on."""
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._lives = info.get("lives")
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = info.get("lives")
+        lost = lives is not None and self._lives is not None and lives < self._lives
+        info["life_loss"] = bool(lost and not (terminated or truncated))
+        self._lives = lives
+        return obs, reward, terminated, truncated, info

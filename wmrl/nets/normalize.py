@@ -26,10 +26,11 @@ class RunningNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        """Merge a batch (..., dim) into the statistics."""
+        """Merge a batch (..., dim) into the statistics; a batch with a non-finite value is left out (one
+        NaN would poison the statistics for good)."""
         x = x.detach().reshape(-1, self.mean.shape[0]).to(torch.float64)
         n = x.shape[0]
-        if n == 0:
+        if n == 0 or not torch.isfinite(x).all():
             return
         mean, m2 = x.mean(0), ((x - x.mean(0)) ** 2).sum(0)
         total = self.count + n

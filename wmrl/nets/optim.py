@@ -1,6 +1,8 @@
-"""Optimiser settings shared by every trainable part."""
+"""Optimiser settings shared by every trainable part, and the one step they all take."""
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass
 
@@ -21,9 +23,17 @@ def make_optimizer(module: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 
 
 def optimizer_step(loss: torch.Tensor, module: nn.Module, opt: torch.optim.Optimizer, cfg: OptimConfig) -> float:
-    """Backward, clip and step; returns the gradient norm before clipping."""
+    """Backward, clip and step; returns the gradient norm before clipping.
+
+    A non-finite loss or gradient norm skips the step: no weight and no optimiser moment changes, and the
+    returned norm is NaN or inf, which the agent counts (Agent.update)."""
     opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss.detach()).all():
+        return math.nan
     loss.backward()
-    norm = nn.utils.clip_grad_norm_(module.parameters(), cfg.clip)
-    opt.step()
-    return float(norm)
+    norm = float(nn.utils.clip_grad_norm_(module.parameters(), cfg.clip))
+    if math.isfinite(norm):
+        opt.step()
+    else:
+        opt.zero_grad(set_to_none=True)
+    return norm

@@ -2,6 +2,15 @@
 
 Replay data is flushed (append-only, atomic chunks) before the checkpoint is written; the
 checkpoint records how many steps the replay held, so a resumed run reloads exactly those.
+
+RNG states: Python's, the run's numpy Generator, numpy's global RNG (the `cma` package draws its
+candidates from it), torch's (CPU and CUDA), the training env's action space (warm-up actions) and the
+training env's own RNG as it was before its last reset: a run checkpointed at an episode start resumes
+by replaying that reset, and then goes on exactly as the uninterrupted run would (for envs whose
+randomness is their `np_random`, such as Gymnasium's; others, and a run checkpointed mid-episode,
+resume with a new episode seeded from the step).
+A checkpoint is always loaded onto the CPU: RNG states must stay CPU tensors (torch.set_rng_state
+refuses others), and `load_state_dict` copies weights and optimiser moments onto the agent's device.
 """
 
 from __future__ import annotations
@@ -15,38 +24,56 @@ import torch
 from wmrl.errors import WmrlError
 from wmrl.run.files import atomic_torch_save
 
-FORMAT = 4  # 2: MLP biases, vector running statistics; 3: actor and critic optimisers apart; 4: shared outcome heads
+FORMAT = 5  # 2: MLP biases, vector running statistics; 3: actor and critic optimisers apart; 4: shared outcome
+# heads; 5: RSSM heads on [z, h] and learned h0, return scale EMA from 0, numpy-global and action-space RNGs
 
 
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / "latest.pt"
 
 
-def rng_state(np_rng: np.random.Generator) -> dict:
-    return {"python": random.getstate(), "numpy": np_rng.bit_generator.state, "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+def rng_state(np_rng: np.random.Generator, action_space, env_before_reset: dict | None) -> dict:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": np_rng.bit_generator.state,
+            "numpy_global": {"name": name, "keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
+            "action_space": action_space.np_random.bit_generator.state, "env_before_reset": env_before_reset,
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def restore_rng(state: dict, np_rng: np.random.Generator) -> None:
+def restore_rng(state: dict, np_rng: np.random.Generator, action_space) -> None:
+    """Restore every RNG but the env's own (see `resume`)."""
     random.setstate(state["python"])
     np_rng.bit_generator.state = state["numpy"]
+    g = state["numpy_global"]
+    np.random.set_state((g["name"], np.asarray(g["keys"], np.uint32), g["pos"], g["has_gauss"], g["gauss"]))
+    action_space.np_random.bit_generator.state = state["action_space"]
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, agent, counters: dict, np_rng: np.random.Generator) -> None:
-    payload = {"format": FORMAT, "agent": agent.state_dict(), "counters": dict(counters), "rng": rng_state(np_rng)}
+def save_checkpoint(run_dir: Path, agent, counters: dict, rng: dict) -> None:
+    payload = {"format": FORMAT, "agent": agent.state_dict(), "counters": dict(counters), "rng": rng}
     atomic_torch_save(payload, checkpoint_path(run_dir))
 
 
-def load_checkpoint(run_dir: Path, map_location: torch.device | str = "cpu") -> dict:
+def resume(run_dir: Path, agent, np_rng: np.random.Generator, action_space) -> tuple[dict, dict | None]:
+    """Load the run's checkpoint into `agent` (on whatever device it lives) and the RNGs. Returns its
+    counters and the env's RNG state before its last reset (None if the env keeps no np_random)."""
+    ckpt = load_checkpoint(run_dir)
+    agent.load_state_dict(ckpt["agent"])
+    restore_rng(ckpt["rng"], np_rng, action_space)
+    return ckpt["counters"], ckpt["rng"].get("env_before_reset")
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    """The run's checkpoint, every tensor on the CPU."""
     path = checkpoint_path(run_dir)
     if not path.is_file():
         raise WmrlError(f"no checkpoint in {run_dir} (expected {path})",
                         "pass a run directory made by `wmrl train` that has saved at least one checkpoint")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises many types for a damaged zip/pickle
         raise WmrlError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__})",
                         "resume from an intact copy of the run directory, or start a new run") from e

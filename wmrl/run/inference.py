@@ -32,7 +32,7 @@ def load_run(run_dir: Path, device: str = "auto", with_replay: bool = True, plan
         config_mod.validate(cfg)
     dev = setup_torch(cfg)
     _, _, agent, replay = build(cfg, run_dir, dev)
-    ckpt = load_checkpoint(run_dir, dev)
+    ckpt = load_checkpoint(run_dir)
     if plan is None:
         agent.load_state_dict(ckpt["agent"])
     else:

@@ -19,21 +19,32 @@ class TrainConfig:
     wm_seq: int = 64
     eval_every: int = 5000
     eval_episodes: int = 10
+    eval_policy: str = "greedy"
+    """How evaluations act: greedy (the most likely action), sample (the policy's own draws: STORM's and
+    DreamerV3's protocol) or both (each evaluation plays the same episode starts both ways). Metric rows
+    carry eval/<mode>/return_mean."""
     eval_max_steps: int = 0
     """Cut an evaluation episode after this many steps (0: the env's own limit)."""
     stop_at_return: float | None = None
-    """Stop once an evaluation's greedy mean reaches this (steps-to-target benchmarks); None: never."""
+    """Stop once an evaluation's mean reaches this (its first mode: greedy unless eval_policy=sample);
+    None: never."""
     checkpoint_every: int = 5000
     log_every: int = 500
     """Environment steps between rows of training metrics."""
+    nonfinite_limit: int = 20
+    """An update whose loss or gradient is not finite changes no weight (it is counted in
+    health/nonfinite_updates); this many in a row stop the run with an error, its last checkpoint intact."""
 
     def validate(self) -> None:
-        for name in ("steps", "wm_batch", "wm_seq", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
+        for name in ("steps", "wm_batch", "wm_seq", "eval_every", "eval_episodes", "checkpoint_every", "log_every",
+                     "nonfinite_limit"):
             if getattr(self, name) <= 0:
                 raise WmrlError(f"train.{name}={getattr(self, name)} must be positive",
                                 f"set --set train.{name}=<positive integer>")
         if self.warmup < 0 or self.eval_max_steps < 0:
             raise WmrlError("train.warmup and train.eval_max_steps must be >= 0", "use 0 or a positive count")
+        if self.eval_policy not in ("greedy", "sample", "both"):
+            raise WmrlError(f"train.eval_policy={self.eval_policy!r} is not known", "use greedy, sample or both")
         if self.train_ratio <= 0:
             raise WmrlError(f"train.train_ratio={self.train_ratio} must be positive",
                             "use e.g. 1.0 (one update per env step) or 0.25")
