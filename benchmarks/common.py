@@ -1,11 +1,11 @@
 """Shared by the benchmark scripts: running the CLI, reading a run's checkpoint counters, cached
-evaluations, the machine/commit description and writing JSON + Markdown results."""
+evaluations, the machine/commit description and writing JSON + Markdown results. Multi-seed comparisons
+are `wmrl bench` suites (wmrl/bench/); these scripts are the experiments around them."""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from wmrl.bench.execute import commit
+from wmrl.bench.execute import machine as bench_machine
 from wmrl.run.files import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -33,14 +35,6 @@ def checkpoint_state(run: Path) -> tuple[int, bool, float]:
     return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 
-def logged_rows(run: Path, upto: int | None = None) -> list[dict]:
-    """The run's metrics.jsonl rows, only those up to step `upto` if given (rows past the checkpoint come
-    from work an interruption threw away; a resume redoes it)."""
-    metrics = run / "metrics.jsonl"
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
-    return [r for r in rows if upto is None or r["step"] <= upto]
-
-
 def cached_eval(run: Path, cache: Path, step: int, args: list[str], **keys) -> dict:
     """`wmrl eval RUN ARGS` of the checkpoint at `step`, kept in `cache` beside that step and `keys`; a
     cache whose step and keys still match is returned instead (a CEM evaluation costs minutes)."""
@@ -59,24 +53,7 @@ def cached_eval(run: Path, cache: Path, step: int, args: list[str], **keys) -> d
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version()}
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        return "unknown"
+    return {**bench_machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads()}
 
 
 def save(name: str, payload: dict, table: str) -> None:

@@ -17,6 +17,7 @@ Sample-efficient RL with learned world models.
   wmrl train --run-dir DIR --resume
   wmrl eval RUN_DIR --episodes 10 [--sample]
   wmrl dream RUN_DIR --horizon 16 --out dream.gif
+  wmrl bench cartpole-pairs [--dry-run] [--out DIR] [--address ray://HOST:10001]
 """
 
 
@@ -65,6 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, help="output file (default RUN_DIR/dream.gif or dream.png)")
     d.add_argument("--seed", type=int, default=0, help="which replay context to pick")
     d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    from wmrl.bench.suite import available_suites
+
+    b = sub.add_parser("bench", help="run a benchmark suite on Ray and report it with rliable",
+                       description="Run every run of a suite (a shipped one: "
+                                   f"{', '.join(available_suites())}; or a suite YAML file) as a Ray task, skip "
+                                   "finished runs and resume interrupted ones, then write report.{json,md} and "
+                                   "plots (IQM, mean, median with 95% stratified-bootstrap intervals, probability "
+                                   "of improvement, learning curves, performance profiles) into --out. Needs "
+                                   "pip install -e '.[bench]'.")
+    b.add_argument("suite", help="suite name or YAML file")
+    b.add_argument("--out", type=Path, help="output directory (default runs/bench/<suite>)")
+    b.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
+    b.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    b.add_argument("--cpus", type=int, help="CPU slots of the local cluster (default: all cores)")
+    b.add_argument("--dry-run", action="store_true", help="list the runs and their projected CPU hours")
+    b.add_argument("--report-only", action="store_true", help="report the finished runs, run nothing")
     return p
 
 
@@ -134,10 +151,29 @@ def _dream(args) -> None:
     print(json.dumps(dream(args.run_dir, args.horizon, args.out, args.seed, args.device)))
 
 
+def _bench(args) -> None:
+    from wmrl.bench import report, runner
+    from wmrl.bench.suite import load_suite
+
+    if args.threads < 1 or (args.cpus is not None and args.cpus < 1):
+        raise WmrlError("--threads and --cpus must be >= 1", "pass e.g. --threads 1 --cpus 2")
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        runner.dry_run(suite, args.threads, log=lambda m: print(m, file=sys.stderr))
+        return
+    out = args.out or Path("runs") / "bench" / suite.name
+    runner.require("rliable")
+    if not args.report_only:
+        runner.run_suite(suite, out, args.address, args.threads, args.cpus, log=lambda m: print(m, file=sys.stderr))
+    built = report.build(suite, out)
+    print(json.dumps({"report": str(out / "report.md"), "runs_finished": built["runs_finished"],
+                      "runs_total": built["runs_total"]}))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "eval": _eval, "dream": _dream}[args.command](args)
+        {"train": _train, "eval": _eval, "dream": _dream, "bench": _bench}[args.command](args)
     except WmrlError as e:
         print(f"wmrl: error: {e}", file=sys.stderr)
         return 2

@@ -144,6 +144,8 @@ class Storm(WorldModel):
             token = self._token(state.z, prev_action)[:, None]
             tokens = torch.cat([tokens.to(token.dtype), token], 1)[:, -keep:]
             firsts = torch.cat([firsts, state.first[:, None]], 1)[:, -keep:]
+        if is_first.all():  # every stream starts anew: drop the history it could no longer see anyway
+            tokens, firsts = tokens[:, :0], firsts[:, :0]
         z = draw(self.vae.posterior(obs), self.deterministic)
         new = self._windowed(tokens, firsts, z, is_first)
         return new, self.features(new)

@@ -1,0 +1,160 @@
+"""`wmrl bench`: suites, the Ray runner killed halfway and rerun (every run exactly once, the same
+per-run results as an uninterrupted suite), the rliable report, the dry run and the missing-extra error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wmrl.bench import runner
+from wmrl.bench.suite import load_suite
+from wmrl.cli import main
+from wmrl.errors import WmrlError
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("ray")
+pytest.importorskip("rliable")
+
+# 16-step episodes and checkpoints every 64 steps: every checkpoint is at an episode start, where a
+# resumed run continues exactly as an uninterrupted one (tests/test_training.py).
+SUITE = """\
+name: debug2x2
+protocol: "test: WmrlSignBandit-v0, 16-step episodes"
+presets: [debug]
+overrides: [train.checkpoint_every=64, train.eval_every=64, train.log_every=32, train.warmup=64]
+eval: {episodes: 4, policy: both}
+compare: [[storm+actor_critic, rssm+actor_critic]]
+groups:
+  - name: pairs
+    envs: ["tests.fake_envs:WmrlSignBandit-v0"]
+    world_models: [storm, rssm]
+    behaviors: [actor_critic]
+    seeds: [1, 2]
+    steps: 320
+"""
+
+
+def bench(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "wmrl", "bench", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def results(out: Path) -> dict[str, Path]:
+    return {p.parent.name: p for p in (out / "runs").glob("*/result.json")}
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def in_progress(out: Path) -> list[Path]:
+    return [d for d in (out / "runs").glob("*") if d.is_dir() and (d / "checkpoints" / "latest.pt").exists()
+            and not (d / "result.json").exists()]
+
+
+@pytest.fixture(scope="module")
+def suite_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("suite") / "debug2x2.yaml"
+    path.write_text(SUITE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(suite_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    proc = bench(str(suite_file), "--out", str(out))
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return out
+
+
+def test_a_killed_suite_reruns_every_run_exactly_once_with_the_same_results(suite_file, reference, tmp_path):
+    out = tmp_path / "bench"
+    proc = bench(str(suite_file), "--out", str(out), start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not ((out / "runs").is_dir() and results(out) and in_progress(out)):
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the bench, its Ray cluster and its workers
+        proc.communicate()
+    before = {k: p.read_bytes() for k, p in results(out).items()}
+    interrupted = {d.name for d in in_progress(out)}
+    assert before and interrupted, "the kill came too early or too late"
+    proc = bench(str(suite_file), "--out", str(out))
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    after = results(out)
+    assert sorted(after) == sorted(results(reference)) and len(after) == 4
+    for run, path in after.items():
+        got, want = json.loads(path.read_text()), json.loads(results(reference)[run].read_text())
+        if run in before:
+            assert path.read_bytes() == before[run]  # finished before the kill: not run again
+        if run in interrupted:
+            assert got["resumed_from"] > 0  # continued from its checkpoint, not started over
+        assert got["final"] == want["final"] and untimed(got["curve"]) == untimed(want["curve"])
+        steps = [r["step"] for r in map(json.loads, (path.parent / "metrics.jsonl").read_text().splitlines())
+                 if "train/return" in r]
+        assert steps == sorted(set(steps))  # no training step logged twice
+
+
+def test_the_report_gives_rliable_intervals_for_both_modes(reference):
+    report = json.loads((reference / "report.json").read_text())
+    assert report["runs_finished"] == 4 and set(report["modes"]) == {"greedy", "sample"}
+    for mode in report["modes"].values():
+        assert set(mode["aggregate"]) == {"storm+actor_critic", "rssm+actor_critic"}
+        for v in mode["aggregate"].values():
+            point, low, high = v["iqm"]
+            assert low <= point <= high
+        assert mode["improvement"][0]["x"] == "storm+actor_critic" and 0 <= mode["improvement"][0]["p"] <= 1
+        for plot in mode["plots"]:
+            assert (reference / plot).read_bytes()[:4] == b"\x89PNG"
+    md = (reference / "report.md").read_text()
+    assert "IQM" in md and "policy `both`" in md and "test: WmrlSignBandit-v0" in md
+
+
+def test_the_same_run_named_twice_is_one_run(suite_file, tmp_path):
+    text = SUITE + """\
+  - name: again
+    envs: ["tests.fake_envs:WmrlSignBandit-v0"]
+    world_models: [rssm]
+    behaviors: [actor_critic]
+    seeds: [2]
+    steps: 320
+    variants: {default: [rssm.burn_in=4], other: [rssm.burn_in=3]}
+"""
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    runs = load_suite(str(path)).runs()
+    assert len(runs) == 5 and len({r.run_id for r in runs}) == 5  # burn_in=4 is the debug preset's own
+
+
+def test_dry_run_lists_runs_and_projected_hours(suite_file, capsys):
+    assert main(["bench", str(suite_file), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("seed") == 4 and "CPU hours" in err
+
+
+def test_bench_without_the_extra_names_the_install_command(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "ray" else real(name, *a, **k))
+    with pytest.raises(WmrlError) as err:
+        runner.require("ray")
+    assert "pip install -e '.[bench]'" in err.value.fix
+
+
+def test_a_suite_with_a_bad_run_is_refused_before_anything_runs(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(SUITE.replace("seeds: [1, 2]", "seeds: [1, 2]\n    variants: {x: [storm.transformr.layers=2]}"))
+    assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "storm.transformr" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -1,0 +1,58 @@
+"""What one update and one acting step of a configuration cost here, and the run time they project.
+
+Fills a throwaway replay with random-policy steps, runs one warm-up update, then times a few updates and
+acting steps. Used by `wmrl bench --dry-run` (projected CPU hours) and benchmarks/update_cost.py.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wmrl.run.trainer import build, setup_torch
+
+
+def fill(env, replay, steps: int, seed: int) -> np.ndarray:
+    """Put `steps` random-policy steps into `replay`; returns the last observation."""
+    obs, _ = env.reset(seed=seed)
+    first = True
+    for _ in range(steps):
+        action = int(env.action_space.sample())
+        nxt, reward, terminated, truncated, _ = env.step(action)
+        replay.add(obs, action, float(reward), bool(terminated), first)
+        obs, first = nxt, False
+        if terminated or truncated:
+            (obs, _), first = env.reset(), True
+    return obs
+
+
+def measure(cfg, updates: int = 5, acts: int = 50, fill_steps: int | None = None) -> dict:
+    """Median seconds per update and mean seconds per acting step of `cfg` on this machine, with the
+    training time they project for cfg.train.steps (acting and updates; evaluations excluded)."""
+    device = setup_torch(cfg)
+    tc = cfg.train
+    with tempfile.TemporaryDirectory() as tmp:
+        env, _, agent, replay = build(cfg, Path(tmp), device)
+        obs = fill(env, replay, fill_steps or max(tc.warmup, 2 * tc.wm_seq, 256), cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        agent.update(replay, rng)
+        times = []
+        for _ in range(updates):
+            t = time.perf_counter()
+            agent.update(replay, rng)
+            times.append(time.perf_counter() - t)
+        state = agent.initial_state()
+        state, _ = agent.act(state, obs[None], [0], [True], greedy=False)
+        t = time.perf_counter()
+        for _ in range(acts):
+            state, _ = agent.act(state, obs[None], [0], [False], greedy=False)
+        act = (time.perf_counter() - t) / acts
+    update = statistics.median(times)
+    seconds = tc.steps * act + max(tc.steps - tc.warmup, 0) * tc.train_ratio * update
+    return {"update_s": update, "update_s_min": min(times), "update_s_max": max(times), "act_s": act,
+            "projected_hours": seconds / 3600, "threads": cfg.threads, "steps": tc.steps,
+            "train_ratio": tc.train_ratio}

@@ -1,0 +1,94 @@
+"""`wmrl bench`: every run of a suite as one Ray task, on a local Ray cluster (one CPU slot per run,
+`threads` torch threads each) or on an existing cluster (`address`), with GPUs asked for per run where
+the cluster has them. Finished runs are skipped and interrupted ones resumed from their checkpoints
+(wmrl/bench/execute.py), so the same command continues a suite after any interruption. On a cluster the
+output directory must be on a filesystem every node sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from wmrl.bench.execute import execute, result_path
+from wmrl.bench.suite import RunSpec, Suite
+from wmrl.errors import WmrlError
+
+INSTALL = "pip install -e '.[bench]' (Ray and rliable)"
+
+
+def require(module: str):
+    try:
+        return __import__(module)
+    except ImportError as e:
+        raise WmrlError(f"wmrl bench needs the {module} package, which is not installed", INSTALL) from e
+
+
+def _task(spec: RunSpec, out: str, threads: int) -> dict:
+    """Runs in a Ray worker."""
+    return execute(spec, Path(out), threads)
+
+
+def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int = 1, cpus: int | None = None,
+              log=print) -> list[dict]:
+    """Run every unfinished run of `suite` on Ray; returns every run's result (in suite order). Errors
+    of single runs are collected and raised together at the end (the other runs go on)."""
+    ray = require("ray")
+    require("rliable")
+    specs = suite.runs()
+    pending = [s for s in specs if not result_path(out, s).exists()]
+    log(f"{suite.name}: {len(specs)} runs, {len(specs) - len(pending)} finished, {len(pending)} to run in {out}")
+    failures = []
+    if pending:
+        kwargs = {"address": address} if address else {
+            "num_cpus": cpus or os.cpu_count(), "include_dashboard": False, "object_store_memory": 100 * 1024**2}
+        ray.init(log_to_driver=False, **kwargs)
+        try:
+            gpus = suite.gpus_per_run if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_task)
+            refs = {task.remote(spec, str(out), threads): spec for spec in pending}
+            waiting = list(refs)
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                spec = refs[done[0]]
+                try:
+                    r = ray.get(done[0])
+                    means = ", ".join(f"{m} {v['return_mean']:.1f}" for m, v in r["final"].items())
+                    log(f"  done {spec.label} {spec.env} seed {spec.seed}: {means} ({r['train_minutes']:.1f} min)")
+                except Exception as e:  # a run's own error, reported with the others below
+                    failures.append(f"{spec.label} {spec.env} seed {spec.seed}: {str(e).strip().splitlines()[-1]}")
+                    log(f"  FAILED {failures[-1]}")
+        finally:
+            ray.shutdown()
+    if failures:
+        raise WmrlError(f"{len(failures)} of {len(specs)} runs failed: " + "; ".join(failures[:5]),
+                        f"see each run's directory under {out}/runs; the same command retries them")
+    return [json.loads(result_path(out, s).read_text()) for s in specs]
+
+
+def dry_run(suite: Suite, threads: int = 1, log=print) -> dict:
+    """List the runs and their projected CPU hours, from one short measurement per distinct model setting."""
+    from wmrl.bench.cost import measure
+
+    measured: dict[tuple, dict] = {}
+    rows = []
+    for spec in suite.runs():
+        cfg = spec.config()
+        cfg.threads = threads
+        key = (spec.env, spec.world_model, spec.behavior, spec.overrides)
+        if key not in measured:
+            measured[key] = measure(cfg)
+        cost = measured[key]
+        hours = cost["projected_hours"] * spec.steps / cost["steps"]
+        rows.append({"run": spec.run_id, "label": spec.label, "env": spec.env, "seed": spec.seed,
+                     "steps": spec.steps, "update_ms": 1000 * cost["update_s"], "act_ms": 1000 * cost["act_s"],
+                     "cpu_hours": hours * threads})
+    total = sum(r["cpu_hours"] for r in rows)
+    for r in rows:
+        log(f"{r['label']:32s} {r['env']:28s} seed {r['seed']:<3d} {r['steps']:>7d} steps  "
+            f"update {r['update_ms']:7.1f} ms  act {r['act_ms']:6.1f} ms  {r['cpu_hours']:6.2f} CPU h")
+    slots = os.cpu_count() or 1
+    log(f"{len(rows)} runs, {total:.1f} CPU hours at threads={threads} (evaluations excluded); "
+        f"about {total / max(1, slots // threads):.1f} h of wall time on this machine's {slots} cores")
+    return {"runs": rows, "cpu_hours": total}
