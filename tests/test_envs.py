@@ -161,3 +161,30 @@ def test_config_validation_names_the_bad_value(field, value):
     with pytest.raises(WmrlError) as excinfo:
         cfg.validate()
     assert field in excinfo.value.problem
+
+
+def _catch_return(env, policy, rng) -> float:
+    obs, _ = env.reset()
+    total, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy(obs, rng))
+        total, done = total + reward, terminated or truncated
+    return total
+
+
+def test_catch_rewards_only_an_agent_that_sees_the_one_pixel_ball():
+    env = make_env(EnvConfig(id="wmrl/Catch-v0"), seed=0)
+    assert env_spec(env) == EnvSpec(obs_shape=(3, 16, 16), is_image=True, num_actions=3)
+    obs, _ = env.reset()
+    assert (obs[0] == 255).sum() == 1  # the ball is the only red pixel
+
+    def follow(obs, rng):  # move the paddle (green, bottom row) under the ball's column
+        ball = np.argwhere(obs[0] == 255)[0][1]
+        paddle = np.flatnonzero(obs[1, -1] == 255).mean()
+        return 1 + int(np.sign(ball - paddle))
+
+    rng = np.random.default_rng(0)
+    followed = [_catch_return(env, follow, rng) for _ in range(20)]
+    randomly = [_catch_return(env, lambda o, r: int(r.integers(3)), rng) for _ in range(200)]
+    assert min(followed) == 5.0
+    assert -3.6 < np.mean(randomly) < -2.4

@@ -7,7 +7,8 @@ Every env leaving this module looks the same to the rest of wmrl:
   * the first ``reset()`` is seeded with ``seed`` and later resets are not (see ``SeedOnFirstReset``).
 
 Supported ids: any registered Gymnasium id, ``module:EnvId`` (Gymnasium syntax: importing ``module``
-registers ``EnvId``), ``MinAtar/<Game>-v0|v1`` and, when ale-py is installed, ``ALE/<Game>-v5``.
+registers ``EnvId``), ``MinAtar/<Game>-v0|v1``, wmrl's own ``wmrl/Catch-v0`` (envs/catch.py) and, when ale-py is installed,
+``ALE/<Game>-v5``.
 Optional backends (minatar, ale_py) are imported only when their ids are asked for.
 """
 
@@ -160,6 +161,10 @@ def _make_base(cfg: EnvConfig) -> gym.Env:
         _import_user_module(module, cfg.id)
     if name.startswith("ALE/"):
         return _make_ale(name, cfg)
+    if name.startswith("wmrl/"):
+        from wmrl.envs import catch
+
+        catch.register()
     kwargs: dict = {}
     if name.startswith("MinAtar/"):
         _register_minatar()
