@@ -4,12 +4,13 @@ then its reconstructions of held-out frames are checked at the ball: the ball co
 decoded red channel at the ball's pixel exceeds 0.5 (only the ball is red). Also reports the same for
 open-loop predictions 1-8 steps ahead under the actions taken, and the summed pixel error.
 
-    python benchmarks/small_objects.py --updates 1500 --weights 0 3 10 30 [--world-model rssm] [--name NAME]
+    python benchmarks/small_objects.py --updates 1500 --weights 0 3 10 30 [--world-model rssm] [--jobs 2] [--name NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -49,8 +50,10 @@ def main() -> None:
     p.add_argument("--world-model", default="storm")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=None)
+    p.add_argument("--jobs", type=int, default=1, help="weights measured at once (one thread each)")
     args = p.parse_args()
-    rows = [measure(args, w) for w in args.weights]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        rows = pool.starmap(measure, [(args, w) for w in args.weights])
     table = (f"Catch 16x16 (`wmrl/Catch-v0`, a one-pixel ball), world model `{args.world_model}` alone, trained "
              f"{args.updates} updates on 20k steps of random-policy replay, preset {args.preset}, overrides "
              f"{args.set or 'none'}, seed {args.seed}; 256 held-out windows.\n\n"

@@ -7,7 +7,12 @@ It prints, per K, the mean distance between their features and, for actor-critic
 difference of the critic's values and the share of greedy actions that agree. Latents are taken at
 their mode, so both filters see the same inputs and a state that has forgotten its start shows no gap.
 
-    python benchmarks/state_drift.py RUN_DIR [--windows 8 16 32 64] [--name NAME]
+For STORM, `--sliding` filters the whole episode as wmrl acted before the `storm.history` window
+(231afcf): one token at a time into a KV cache that slides over the episode, so the receptive field
+grows to layers x (context - 1) steps. Without it the whole-episode state is the model's own
+(`observe_sequence`, which sees the last `storm.history` steps, as acting does).
+
+    python benchmarks/state_drift.py RUN_DIR [--windows 8 16 32 64] [--sliding] [--name NAME]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 
 from common import save
+from wmrl.nets.categorical import draw
 from wmrl.run.inference import load_run
 
 
@@ -34,6 +40,7 @@ def main() -> None:
     p.add_argument("--windows", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     p.add_argument("--probes", type=int, nargs="+", default=[150, 250, 350], help="steps into each episode")
     p.add_argument("--episodes", type=int, default=4, help="long episodes to probe")
+    p.add_argument("--sliding", action="store_true", help="STORM: the whole-episode state from a sliding KV cache")
     p.add_argument("--name", default=None, help="save results/<name>.{json,md}")
     args = p.parse_args()
     cfg, agent, replay = load_run(args.run_dir, "cpu")
@@ -52,6 +59,20 @@ def main() -> None:
         d = agent.to_tensors({k: v[start:end][None].numpy() for k, v in rows.items()})
         return wm.features(wm.observe_sequence(d["obs"], d["action"], d["is_first"]))[0]
 
+    def sliding(start: int, end: int) -> torch.Tensor:
+        """STORM's features (F,) after rows [start, end) stepped through a sliding KV cache."""
+        d = agent.to_tensors({k: v[start:end][None].numpy() for k, v in rows.items()})
+        z = draw(wm.vae.posterior(d["obs"]), True)  # (1, T, latent)
+        cache, h = None, None
+        for t in range(z.shape[1] - 1):  # tokens (z_t, a_t) of the rows before the last
+            out, cache = wm.transformer(wm._token(z[:, t], d["action"][:, t])[:, None], d["is_first"][:, t:t + 1], cache)
+            h = out[0, -1]
+        return torch.cat([z[0, -1], h])
+
+    if args.sliding and cfg.world_model != "storm":
+        raise SystemExit("--sliding is for STORM runs")
+    whole_episode = sliding if args.sliding else feature
+
     def value(f: torch.Tensor) -> float:
         return behavior.twohot.decode(critic(f[None]))[0].item()
 
@@ -60,11 +81,11 @@ def main() -> None:
 
     results = []
     with torch.no_grad():
-        full = {(s, t): feature(s, s + t + 1) for s, _ in eps for t in args.probes}
+        full = {(s, t): whole_episode(s, s + t + 1) for s, _ in eps for t in args.probes}
         for K in args.windows:
             dist, dval, same = [], [], []
             for (s, t), f in full.items():
-                g = feature(s + t + 1 - K, s + t + 1)
+                g = feature(max(s, s + t + 1 - K), s + t + 1)  # at most the episode so far
                 dist.append((f - g).norm().item())
                 if critic is not None:
                     dval.append(abs(value(f) - value(g)))
@@ -78,10 +99,11 @@ def main() -> None:
         v = "-" if r["value_difference"] is None else f"{r['value_difference']:.2f}"
         a = "-" if r["greedy_agreement"] is None else f"{r['greedy_agreement']:.0%}"
         lines.append(f"| {r['window']} | {r['feature_distance']:.3f} | {v} | {a} |")
+    how = "a sliding KV cache (as acting before storm.history)" if args.sliding else "the model's own observe_sequence"
     table = (f"Run `{args.run_dir}` ({cfg.world_model} + {cfg.behavior}), {len(eps)} episodes x probes at steps "
-             f"{args.probes}, latents at their mode.\n\n" + "\n".join(lines))
+             f"{args.probes}, latents at their mode; whole-episode state from {how}.\n\n" + "\n".join(lines))
     if args.name:
-        save(args.name, {"run_dir": str(args.run_dir), "episodes": eps, "probes": args.probes, "results": results},
+        save(args.name, {"run_dir": str(args.run_dir), "sliding": args.sliding, "episodes": eps, "probes": args.probes, "results": results},
              table)
     else:
         print(table)
