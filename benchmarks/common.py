@@ -31,7 +31,7 @@ def checkpoint_state(run: Path) -> tuple[int, bool, float]:
     ckpt = run / "checkpoints" / "latest.pt"
     if not ckpt.exists():
         return -1, False, 0.0
-    counters = torch.load(ckpt, weights_only=False)["counters"]
+    counters = torch.load(ckpt, weights_only=True)["counters"]
     return counters["step"], bool(counters.get("stopped_at_target")), counters["train_seconds"]
 
 

@@ -18,13 +18,13 @@ Greedy acting (evaluation) uses the mean of the search distribution.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 
 import cma
 import numpy as np
 import torch
 
+from wmrl.behavior.cma_state import es_state, load_es_state
 from wmrl.behavior.protocol import Behavior
 from wmrl.behavior.returns import discounted_return
 from wmrl.errors import WmrlError, require_positive
@@ -128,9 +128,13 @@ class CmaesController(Behavior):
         return metrics
 
     def optim_state_dict(self) -> dict:
-        return {"es": pickle.dumps(self.es), "calls": self.calls, "candidates": self.candidates,
-                "scores": self.scores}
+        """The search's state as tensors and numbers (cma_state.py): a checkpoint holds no pickle."""
+        candidates = None if self.candidates is None else torch.from_numpy(self.candidates.copy())
+        return {"es": es_state(self.es), "calls": self.calls, "candidates": candidates,
+                "scores": list(self.scores)}
 
     def load_optim_state_dict(self, state: dict) -> None:
-        self.es = pickle.loads(state["es"])
-        self.calls, self.candidates, self.scores = state["calls"], state["candidates"], state["scores"]
+        load_es_state(self.es, state["es"])  # self.es was made from the same config and seed
+        candidates = state["candidates"]
+        self.calls, self.scores = int(state["calls"]), [float(v) for v in state["scores"]]
+        self.candidates = None if candidates is None else candidates.numpy().copy()

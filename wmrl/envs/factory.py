@@ -15,8 +15,11 @@ Optional backends (minatar, ale_py) are imported only when their ids are asked f
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -224,7 +227,29 @@ def _register_minatar() -> None:
         minatar.gym.register_envs()
 
 
+def _is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and ((path / "checkpoints").is_dir() or (path / "metrics.jsonl").is_file())
+
+
 def _import_user_module(module: str, env_id: str) -> None:
+    """Import the module an env id names: this runs its code, with the user's permissions, so wmrl says
+    which file it imports (on stderr) and refuses one inside a wmrl run directory (a shared or downloaded
+    run must not be able to bring its own code: `python -m wmrl` puts the working directory on sys.path)."""
+    if module not in sys.modules:
+        try:
+            spec = importlib.util.find_spec(module.split(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin not in (None, "built-in", "frozen") else None
+        if origin is not None:
+            inside = next((d for d in origin.parents if _is_run_dir(d)), None)
+            if inside is not None:
+                raise WmrlError(f"environment id '{env_id}' names module '{module}', found at {origin}, inside the wmrl "
+                                f"run directory {inside}; wmrl does not import code from run directories",
+                                "install the env's module as a package or run from another directory, "
+                                "and import only code you trust")
+            print(f"wmrl: importing {module} from {origin} for environment id '{env_id}' (this runs its code)",
+                  file=sys.stderr)
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as e:

@@ -9,12 +9,17 @@ training env's own RNG as it was before its last reset: a run checkpointed at an
 by replaying that reset, and then goes on exactly as the uninterrupted run would (for envs whose
 randomness is their `np_random`, such as Gymnasium's; others, and a run checkpointed mid-episode,
 resume with a new episode seeded from the step).
+Nothing in a checkpoint is a pickled object: it holds tensors, numbers, strings and containers of them
+(the CMA-ES state too, see behavior/cma_state.py), and it is loaded with `torch.load(weights_only=True)`,
+which refuses anything else, so a planted checkpoint cannot run code. Older formats (which pickled the
+CMA-ES state) are refused with a message, never unpickled.
 A checkpoint is always loaded onto the CPU: RNG states must stay CPU tensors (torch.set_rng_state
 refuses others), and `load_state_dict` copies weights and optimiser moments onto the agent's device.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 
@@ -24,8 +29,9 @@ import torch
 from wmrl.errors import WmrlError
 from wmrl.run.files import atomic_torch_save
 
-FORMAT = 5  # 2: MLP biases, vector running statistics; 3: actor and critic optimisers apart; 4: shared outcome
-# heads; 5: RSSM heads on [z, h] and learned h0, return scale EMA from 0, numpy-global and action-space RNGs
+FORMAT = 6  # 2: MLP biases, vector running statistics; 3: actor and critic optimisers apart; 4: shared outcome
+# heads; 5: RSSM heads on [z, h] and learned h0, return scale EMA from 0, numpy-global and action-space RNGs;
+# 6: no pickled objects (the CMA-ES state as tensors), loaded with weights_only=True
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -73,8 +79,12 @@ def load_checkpoint(run_dir: Path) -> dict:
         raise WmrlError(f"no checkpoint in {run_dir} (expected {path})",
                         "pass a run directory made by `wmrl train` that has saved at least one checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for a damaged zip/pickle
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only met an object it does not load: never unpickled
+        raise WmrlError(f"checkpoint {path} holds objects other than tensors and numbers (an older wmrl format, "
+                        "or a file not written by wmrl); wmrl does not unpickle them, since a pickle can run code",
+                        "retrain with this version of wmrl, or resume from a checkpoint it wrote") from e
+    except Exception as e:  # torch raises many types for a damaged zip
         raise WmrlError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__})",
                         "resume from an intact copy of the run directory, or start a new run") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "agent" not in payload:
