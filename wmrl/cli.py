@@ -102,6 +102,7 @@ def _train(args) -> None:
             flags["train"] = {"steps": args.steps}
         config_mod.apply(cfg, flags)
         config_mod.validate(cfg)
+        rundir.check_resume(args.run_dir, cfg)
         run_dir = args.run_dir
     else:
         flags: dict = {}

@@ -214,9 +214,13 @@ def save(cfg: Config, path: Path) -> None:
 def load(path: Path) -> Config:
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise WmrlError(f"cannot read config {path}: {e}", "point at a run directory made by `wmrl train`") from e
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise WmrlError(f"cannot read config {path}: {str(e).splitlines()[0]}",
+                        "point at a run directory made by `wmrl train`") from e
+    if not isinstance(data, dict):
+        raise WmrlError(f"config {path} holds a {type(data).__name__}, not a mapping of config sections",
+                        "point at a run directory made by `wmrl train`, whose config.yaml it wrote")
     cfg = Config()
-    apply(cfg, data or {})
+    apply(cfg, data)
     validate(cfg)
     return cfg

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 from wmrl.bench.execute import execute, result_path
@@ -25,8 +27,30 @@ def require(module: str):
         raise WmrlError(f"wmrl bench needs the {module} package, which is not installed", INSTALL) from e
 
 
+_WATCHING = False
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as its raylet is gone (it is then re-parented). Ray's workers have process
+    groups of their own, so a killed bench leaves them running until they notice, training on while the
+    rerun waits for their run's lock. One watcher per worker process, however many runs it takes."""
+    global _WATCHING
+    if _WATCHING:
+        return
+    _WATCHING = True
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # every file a run writes is written atomically
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _task(spec: RunSpec, out: str, threads: int) -> dict:
     """Runs in a Ray worker."""
+    _exit_with_parent()
     return execute(spec, Path(out), threads)
 
 
@@ -41,8 +65,10 @@ def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int 
     log(f"{suite.name}: {len(specs)} runs, {len(specs) - len(pending)} finished, {len(pending)} to run in {out}")
     failures = []
     if pending:
+        # address="local" starts a cluster of our own even where another one runs on this machine.
         kwargs = {"address": address} if address else {
-            "num_cpus": cpus or os.cpu_count(), "include_dashboard": False, "object_store_memory": 100 * 1024**2}
+            "address": "local", "num_cpus": cpus or os.cpu_count(), "include_dashboard": False,
+            "object_store_memory": 100 * 1024**2}
         ray.init(log_to_driver=False, **kwargs)
         try:
             gpus = suite.gpus_per_run if ray.cluster_resources().get("GPU", 0) > 0 else 0

@@ -58,8 +58,10 @@ def restore_rng(state: dict, np_rng: np.random.Generator, action_space) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, agent, counters: dict, rng: dict) -> None:
-    payload = {"format": FORMAT, "agent": agent.state_dict(), "counters": dict(counters), "rng": rng}
+def save_checkpoint(run_dir: Path, agent, counters: dict, rng: dict, config: dict) -> None:
+    """config: the run's resolved config as plain values (config.to_dict), checked on resume."""
+    payload = {"format": FORMAT, "agent": agent.state_dict(), "counters": dict(counters), "rng": rng,
+               "config": config}
     atomic_torch_save(payload, checkpoint_path(run_dir))
 
 

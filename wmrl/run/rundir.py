@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 
 from wmrl import config as config_mod
 from wmrl.errors import WmrlError
-from wmrl.run.checkpoint import checkpoint_path
+from wmrl.run.checkpoint import checkpoint_path, load_checkpoint
 
 
 def default_run_dir(cfg) -> Path:
@@ -17,11 +18,24 @@ def default_run_dir(cfg) -> Path:
 
 
 def check_new(run_dir: Path) -> None:
+    """A new run goes only into a directory that does not exist yet or is empty, and that can be made:
+    a directory holding anything else (a run that lost its config.yaml, a user's own files) is never
+    written into."""
     if run_dir.exists() and (run_dir / "config.yaml").exists():
         raise WmrlError(f"run directory {run_dir} already holds a run",
                         "pass --resume to continue it, or choose another --run-dir")
     if run_dir.exists() and not run_dir.is_dir():
         raise WmrlError(f"{run_dir} exists and is not a directory", "choose another --run-dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise WmrlError(f"{run_dir} is not empty and holds no wmrl run (no config.yaml); wmrl starts a run "
+                        "only in a new or empty directory", "choose another --run-dir, or empty this one yourself")
+    ancestor = run_dir.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise WmrlError(f"cannot make run directory {run_dir}: {ancestor} is a file", "choose another --run-dir")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise WmrlError(f"cannot make run directory {run_dir}: {ancestor} is not writable", "choose another --run-dir")
 
 
 def open_existing(run_dir: Path):
@@ -34,3 +48,35 @@ def open_existing(run_dir: Path):
     if not checkpoint_path(run_dir).is_file():
         raise WmrlError(f"{run_dir} has no checkpoint yet", "train longer than train.checkpoint_every steps first")
     return config_mod.load(run_dir / "config.yaml")
+
+
+RESUME_MAY_CHANGE = ("train.steps", "device", "threads")
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume(run_dir: Path, cfg) -> None:
+    """Refuse a resume that cannot continue the checkpointed run: fewer steps than it already took, or a
+    config.yaml edited since the checkpoint (beyond the fields a resume may change)."""
+    ckpt = load_checkpoint(run_dir)
+    step = ckpt["counters"]["step"]
+    if cfg.train.steps < step:
+        raise WmrlError(f"--steps {cfg.train.steps} is below the checkpoint's step {step}",
+                        f"pass --steps {step} or more to continue the run")
+    saved = _flatten(ckpt.get("config") or {})
+    now = _flatten(config_mod.to_dict(cfg))
+    changed = sorted(k for k in set(saved) | set(now) if k not in RESUME_MAY_CHANGE and saved.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:3])
+        raise WmrlError(f"{run_dir}/config.yaml differs from the config its checkpoint was trained with ({shown}"
+                        f"{', ...' if len(changed) > 3 else ''})",
+                        "restore config.yaml, or start a new run with the new settings; a resume may change only "
+                        + ", ".join(RESUME_MAY_CHANGE))

@@ -183,7 +183,7 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
                 replay.flush()
                 counters["checkpoint_step"], counters["episode_start"] = step, int(ep_len == 0)
                 rng = checkpoint.rng_state(np_rng, env.action_space, before_reset)
-                checkpoint.save_checkpoint(run_dir, agent, counters, rng)
+                checkpoint.save_checkpoint(run_dir, agent, counters, rng, config_mod.to_dict(cfg))
                 plot_learning_curve(run_dir, f"{cfg.world_model} + {cfg.behavior} on {cfg.env.id}, seed {cfg.seed}")
             log.progress(1)
     finally:
