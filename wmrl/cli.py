@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -85,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _finite(obj):
+    """obj with every non-finite float replaced by None, so what wmrl prints is valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(_finite(obj), allow_nan=False))
+
+
 def _train(args) -> None:
     from wmrl import config as config_mod
     from wmrl.run import rundir
@@ -106,7 +122,7 @@ def _train(args) -> None:
         run_dir = args.run_dir
     else:
         flags: dict = {}
-        if args.env:
+        if args.env is not None:
             flags["env"] = {"id": args.env}
         if args.steps is not None:
             flags["train"] = {"steps": args.steps}
@@ -122,7 +138,7 @@ def _train(args) -> None:
         env_spec(make_env(cfg.env, cfg.seed))
     print(f"run directory: {run_dir}", file=sys.stderr)
     result = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps(result))
+    _print_json(result)
 
 
 def _eval(args) -> None:
@@ -141,7 +157,7 @@ def _eval(args) -> None:
     torch.manual_seed(seed)  # latents are sampled while observing: the same checkpoint gives the same figures
     envs = make_eval_envs(cfg.env, seed, args.episodes)
     result = evaluate(agent, envs, greedy=not args.sample)
-    print(json.dumps({**result, "behavior": cfg.behavior}))
+    _print_json({**result, "behavior": cfg.behavior})
 
 
 def _dream(args) -> None:
@@ -149,7 +165,7 @@ def _dream(args) -> None:
 
     if args.horizon < 1:
         raise WmrlError(f"--horizon {args.horizon} must be >= 1", "pass e.g. --horizon 16")
-    print(json.dumps(dream(args.run_dir, args.horizon, args.out, args.seed, args.device)))
+    _print_json(dream(args.run_dir, args.horizon, args.out, args.seed, args.device))
 
 
 def _bench(args) -> None:
@@ -167,8 +183,8 @@ def _bench(args) -> None:
     if not args.report_only:
         runner.run_suite(suite, out, args.address, args.threads, args.cpus, log=lambda m: print(m, file=sys.stderr))
     built = report.build(suite, out)
-    print(json.dumps({"report": str(out / "report.md"), "runs_finished": built["runs_finished"],
-                      "runs_total": built["runs_total"]}))
+    _print_json({"report": str(out / "report.md"), "runs_finished": built["runs_finished"],
+                      "runs_total": built["runs_total"]})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -66,6 +68,17 @@ def load_preset(name: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+_YAML12_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number(text: str, fallback: Any) -> Any:
+    """A YAML 1.2 number PyYAML (YAML 1.1) reads as a string, such as 3e-4: as an int or a float."""
+    if not _YAML12_NUMBER.fullmatch(text.strip()):
+        return fallback
+    number = float(text)
+    return int(number) if number.is_integer() and not any(c in text for c in ".eE") else number
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -81,6 +94,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             except WmrlError as e:
                 errors.append(e)
         raise errors[0]
+    if hint in (int, float) and isinstance(value, str):
+        value = _number(value, value)
     ok = {bool: isinstance(value, bool),
           int: isinstance(value, int) and not isinstance(value, bool),
           float: isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -89,6 +104,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not ok[hint]:
             raise WmrlError(f"{key}={value!r} is not a valid {hint.__name__}",
                             f"give {key} a {hint.__name__} value, e.g. --set {key}=<{hint.__name__}>")
+        if hint is float and not math.isfinite(value):
+            raise WmrlError(f"{key}={value!r} is not a finite number", f"give {key} a finite value")
         return float(value) if hint is float else value
     raise TypeError(f"unsupported config type {hint} for {key}")
 
@@ -149,11 +166,16 @@ def validate(cfg: Config) -> None:
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise WmrlError(f"{key}={getattr(cfg, key)!r} is not supported", f"choose one of: {', '.join(allowed)}")
+    if not 0 <= cfg.seed < 2**32:
+        raise WmrlError(f"seed={cfg.seed} is outside [0, 2**32)", "use a seed such as 0, 1, 2 ...")
     if cfg.threads < 1:
         raise WmrlError(f"threads={cfg.threads} must be >= 1", "set --set threads=N with N the cores to use")
     cfg.env.validate()
     cfg.replay.validate()
     cfg.train.validate()
+    if cfg.replay.capacity < cfg.train.wm_seq:
+        raise WmrlError(f"replay.capacity={cfg.replay.capacity} holds fewer steps than one training sequence "
+                        f"(train.wm_seq={cfg.train.wm_seq})", f"set replay.capacity >= {cfg.train.wm_seq}")
     _validate_models(cfg)
 
 

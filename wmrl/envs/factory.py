@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
-from wmrl.envs.wrappers import ChannelFirstImage, Float32Vector, LifeLossSignal, SeedOnFirstReset
+from wmrl.envs.wrappers import ChannelFirstImage, Float32Vector, LifeLossSignal, RequireFinite, SeedOnFirstReset
 from wmrl.errors import WmrlError
 
 _KNOWN_ID_HINT = (
@@ -136,6 +136,7 @@ def make_env(cfg: EnvConfig, seed: int) -> gym.Env:
     except WmrlError:
         env.close()
         raise
+    env = RequireFinite(env, cfg.id)
     if cfg.life_loss:
         env = LifeLossSignal(env)
     env = RecordEpisodeStatistics(env)
@@ -257,8 +258,9 @@ def _import_user_module(module: str, env_id: str) -> None:
         if module == missing or module.startswith(missing + "."):
             raise WmrlError(
                 f"cannot import module '{module}' named in environment id '{env_id}'",
-                f"check the spelling and that `python -c \"import {module}\"` works from your working "
-                "directory (e.g. tests/my_env.py is 'tests.my_env:MyEnv-v0')",
+                "check the spelling; the module must be importable: installed, or on PYTHONPATH (the `wmrl` "
+                "command does not search the working directory: run `PYTHONPATH=. wmrl ...` for "
+                f"./{module.replace('.', '/')}.py)",
             ) from e
         raise WmrlError(
             f"module '{module}' named in environment id '{env_id}' imports '{missing}', which is not installed",

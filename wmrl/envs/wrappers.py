@@ -93,3 +93,32 @@ class LifeLossSignal(gym.Wrapper):
         info["life_loss"] = bool(lost and not (terminated or truncated))
         self._lives = lives
         return obs, reward, terminated, truncated, info
+
+
+class RequireFinite(gym.Wrapper):
+    """Stop with a clear error when the env returns a non-finite observation or reward: one NaN in replay
+    makes every later world-model loss NaN."""
+
+    def __init__(self, env: gym.Env, env_id: str):
+        super().__init__(env)
+        self.env_id, self.steps = env_id, 0
+        self.check_obs = np.issubdtype(env.observation_space.dtype, np.floating)
+
+    def _check(self, obs, reward=0.0) -> None:
+        from wmrl.errors import WmrlError
+
+        if not np.isfinite(reward) or (self.check_obs and not np.isfinite(obs).all()):
+            what = "reward" if not np.isfinite(reward) else "observation"
+            raise WmrlError(f"environment '{self.env_id}' returned a non-finite {what} at its step {self.steps}",
+                            "fix the env so that observations and rewards are finite numbers")
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._check(obs)
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        self._check(obs, float(reward))
+        return obs, reward, terminated, truncated, info

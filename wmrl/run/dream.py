@@ -9,6 +9,7 @@ vectors) with the per-step prediction error (mean squared error, images in [0, 1
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,26 @@ def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torc
     return taken
 
 
+IMAGE_SUFFIXES, PLOT_SUFFIXES = (".gif", ".mp4"), (".png",)
+
+
+def _check_out(out: Path, is_image: bool) -> None:
+    """Refuse an output the dream cannot write, before writing anything."""
+    allowed = IMAGE_SUFFIXES if is_image else PLOT_SUFFIXES
+    if out.suffix.lower() not in allowed:
+        kind = "an image" if is_image else "a vector"
+        raise WmrlError(f"--out {out}: a dream of {kind} env is written as {' or '.join(allowed)}, not '{out.suffix}'",
+                        f"name the file e.g. dream{allowed[0]}")
+    if out.is_dir():
+        raise WmrlError(f"--out {out} is a directory", f"pass a file name such as {out / ('dream' + allowed[0])}")
+    ancestor = out.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise WmrlError(f"cannot write --out {out}: {ancestor} is {'a file' if not ancestor.is_dir() else 'not writable'}",
+                        "pass a file in a writable directory")
+
+
 @torch.no_grad()
 def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto") -> dict:
     cfg, agent, replay = load_run(run_dir, device)
@@ -102,7 +123,9 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
         raise WmrlError(f"the run's replay holds {len(replay)} steps, too few for a dream", "train the run longer first")
     length = min(context + horizon, len(replay))
     seq, usable = _pick_segment(replay, length, np.random.default_rng(seed))
-    horizon = max(1, min(horizon, usable - context))
+    if horizon > usable - context:
+        raise WmrlError(f"--horizon {horizon} is longer than the replay's longest stretch of one episode after a "
+                        f"{context}-step context ({usable - context} steps)", f"pass --horizon {usable - context} or less")
     batch = agent.to_tensors(seq)
     wm = agent.wm.eval()
     torch.manual_seed(seed)
@@ -117,6 +140,7 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
     per_step = err.reshape(H, -1).mean(1).tolist()
     if out is None:
         out = run_dir / ("dream.gif" if agent.spec.is_image else "dream.png")
+    _check_out(out, agent.spec.is_image)
     if agent.spec.is_image:
         _write_video(real, pred, out)
     else:

@@ -36,7 +36,9 @@ class Logger:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+            # Events after the checkpoint's step belong to the thrown-away future; those at it (its
+            # evaluation, say) were written before the checkpoint and stay.
+            self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
         except ImportError:  # tensorboard is a dependency; keep training if a user removed it
             pass
         self.sums: dict[str, float] = defaultdict(float)
