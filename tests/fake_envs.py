@@ -102,8 +102,31 @@ class LivesEnv(gym.Env):
         return self._obs(), 1.0, self._lives == 0, False, {"lives": self._lives}
 
 
+class NonFiniteEnv(gym.Env):
+    """A 2-D vector env that returns a NaN observation (or reward) on its 40th step."""
+
+    def __init__(self, where: str = "obs"):
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.where, self.t = where, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs, reward = np.full(2, 0.1 * (self.t % 7), dtype=np.float32), 1.0
+        if self.t == 40:
+            obs, reward = (np.full(2, np.nan, dtype=np.float32), 1.0) if self.where == "obs" else (obs, float("nan"))
+        return obs, reward, False, False, {}
+
+
 # Guarded so importing this module twice (e.g. as `fake_envs` and `tests.fake_envs`) does not warn.
 for _id, _cls in [("WmrlTestGrid-v0", GridEnv), ("WmrlTestDictObs-v0", DictObsEnv),
                    ("WmrlSignBandit-v0", SignBanditEnv), ("WmrlLives-v0", LivesEnv)]:
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_cls, max_episode_steps=50)
+for _id, _where in [("WmrlNanObs-v0", "obs"), ("WmrlNanReward-v0", "reward")]:
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=NonFiniteEnv, max_episode_steps=100, kwargs={"where": _where})

@@ -45,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="override one config field (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    t.epilog = ("progress bar: ret = the last training episode's return; wm = the world-model loss, averaged since "
+                "the last log row; imag_ret = the behaviour's mean imagined lambda-return; eval = the last "
+                "evaluation's mean return (first mode of train.eval_policy). Every key for --set, with its "
+                "type, choices and meaning: wmrl config [--preset NAME] [--set KEY=VALUE].")
+    c = sub.add_parser("config", help="print the resolved config: every --set key with its value, type and meaning",
+                       description="Resolve presets and --set overrides as `wmrl train` would and print every key "
+                                   "with its value, type, choices and docstring (or JSON with --json); the same "
+                                   "checks as train refuse bad values.")
+    c.add_argument("--preset", action="append", default=[], metavar="NAME", help="preset to stack (repeatable)")
+    c.add_argument("--env", help="environment id")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
+    c.add_argument("--json", action="store_true", help="one JSON list of {key, value, type, choices, doc}")
     e = sub.add_parser("eval", help="evaluate a trained run; prints one JSON object",
                        description="Play --episodes full episodes on a fresh env (seeded apart from training) "
                                    "and print {return_mean, return_std, returns, greedy, behavior}. Greedy unless --sample; "
@@ -168,6 +180,18 @@ def _dream(args) -> None:
     _print_json(dream(args.run_dir, args.horizon, args.out, args.seed, args.device))
 
 
+def _config(args) -> None:
+    from wmrl import config as config_mod
+    from wmrl.config_docs import describe, render
+
+    flags = {"env": {"id": args.env}} if args.env is not None else {}
+    cfg = config_mod.build(args.preset or ["cartpole"], flags, args.overrides)
+    if args.json:
+        _print_json(describe(cfg))
+    else:
+        print(render(cfg))
+
+
 def _bench(args) -> None:
     from wmrl.bench import report, runner
     from wmrl.bench.suite import load_suite
@@ -190,7 +214,7 @@ def _bench(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "eval": _eval, "dream": _dream, "bench": _bench}[args.command](args)
+        {"train": _train, "eval": _eval, "dream": _dream, "config": _config, "bench": _bench}[args.command](args)
     except WmrlError as e:
         print(f"wmrl: error: {e}", file=sys.stderr)
         return 2

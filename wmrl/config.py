@@ -180,7 +180,19 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_models(cfg: Config) -> None:
-    getattr(cfg, cfg.world_model).validate(cfg.world_model)
+    # Every section's own fields are checked, used or not: a bad value a user set is an error either way.
+    for name in WORLD_MODELS:
+        getattr(cfg, name).validate(name)
+    cfg.cem.validate()
+    cfg.cmaes.validate()
+    ac = cfg.actor_critic
+    require_positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
+    if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
+        raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
+                        "use gamma=0.985 lam=0.95 (STORM)")
+    if ac.bootstrap not in ("fast", "slow"):
+        raise WmrlError(f"actor_critic.bootstrap={ac.bootstrap!r} is not known", "use fast (DreamerV3, STORM) or slow")
+    # Then what holds between the chosen world model, behaviour and training loop.
     tc = cfg.train
     if cfg.world_model == "storm" and tc.wm_seq > cfg.storm.transformer.context:
         raise WmrlError(f"train.wm_seq={tc.wm_seq} is longer than storm.transformer.context="
@@ -190,20 +202,11 @@ def _validate_models(cfg: Config) -> None:
         raise WmrlError(f"train.warmup={tc.warmup} is shorter than a training sequence (train.wm_seq={tc.wm_seq})",
                         "set train.warmup >= train.wm_seq")
     if cfg.behavior == "cem":
-        cfg.cem.validate()
         return
     if cfg.behavior == "cmaes":
-        cfg.cmaes.validate()
         if cfg.cmaes.where == "dream":
             _require_start_windows(cfg, "cmaes.context", cfg.cmaes.context)
         return
-    ac = cfg.actor_critic
-    require_positive("actor_critic", ac, "hidden", "horizon", "imag_batch", "imag_context", "value_bins")
-    if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
-        raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
-                        "use gamma=0.985 lam=0.95 (STORM)")
-    if ac.bootstrap not in ("fast", "slow"):
-        raise WmrlError(f"actor_critic.bootstrap={ac.bootstrap!r} is not known", "use fast (DreamerV3, STORM) or slow")
     _require_start_windows(cfg, "actor_critic.imag_context", ac.imag_context)
     if cfg.world_model == "storm" and cfg.storm.history + ac.horizon > cfg.storm.transformer.context:
         raise WmrlError(f"storm.history={cfg.storm.history} plus actor_critic.horizon={ac.horizon} exceeds "

@@ -41,14 +41,14 @@ class EncoderConfig:
     """Vector inputs and reconstruction targets: "standardize" (running per-dimension mean and std, see
     nets/normalize.py) or "symlog" (DreamerV3)."""
 
-    def validate(self) -> None:
+    def validate(self, section: str = "encoder") -> None:
         if self.stages < 0:
-            raise WmrlError(f"encoder.stages={self.stages} is negative", "use 0 (from the frame size) or a count")
+            raise WmrlError(f"{section}.stages={self.stages} is negative", "use 0 (from the frame size) or a count")
         if not math.isfinite(self.object_weight) or self.object_weight < 0:
-            raise WmrlError(f"encoder.object_weight={self.object_weight} must be a finite number >= 0",
+            raise WmrlError(f"{section}.object_weight={self.object_weight} must be a finite number >= 0",
                             "use 0 (plain MSE) or e.g. 10")
         if self.vector_scaling not in ("standardize", "symlog"):
-            raise WmrlError(f"storm.encoder.vector_scaling={self.vector_scaling!r} is not known",
+            raise WmrlError(f"{section}.vector_scaling={self.vector_scaling!r} is not known",
                             "use standardize or symlog")
 
 

@@ -89,7 +89,12 @@ def load_checkpoint(run_dir: Path) -> dict:
     except Exception as e:  # torch raises many types for a damaged zip
         raise WmrlError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__})",
                         "resume from an intact copy of the run directory, or start a new run") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or "agent" not in payload:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WmrlError(f"checkpoint {path} is not a wmrl checkpoint of format {FORMAT}",
                         "use a run directory written by this version of wmrl")
+    counters = payload.get("counters")
+    if (not isinstance(payload.get("agent"), dict) or not isinstance(payload.get("rng"), dict)
+            or not isinstance(counters, dict) or not isinstance(counters.get("step"), int)):
+        raise WmrlError(f"checkpoint {path} is damaged: its agent, counters or RNG states are missing or malformed",
+                        "resume from an intact copy of the run directory, or start a new run")
     return payload

@@ -31,7 +31,7 @@ class WorldModelConfig:
         if self.burn_in < 0:
             raise WmrlError(f"{section}.burn_in={self.burn_in} is negative", "use 0 or more real steps")
         require_positive(f"{section}.optim", self.optim, "lr")
-        self.encoder.validate()
+        self.encoder.validate(f"{section}.encoder")
 
 
 @dataclass
