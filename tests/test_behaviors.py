@@ -266,3 +266,36 @@ def test_imagination_starts_are_observed_over_the_models_start_window(tmp_path, 
         asked.clear()
         agent.update(replay, rng)
     assert asked == [(cfg.train.wm_batch, cfg.train.wm_seq), (6, length)]
+
+
+def test_imagined_steps_after_a_predicted_termination_do_not_train_the_actor_or_critic():
+    """A rollout that ends at step k (cont_k = 0): what it imagines afterwards is never reached, so
+    changing those states, actions and rewards must leave both losses as they were. Rewards are small,
+    so the return scale stays at its floor of 1 and cannot carry the change either."""
+    torch.manual_seed(0)
+    B, H, F, A, k = 8, 6, 5, 3, 2
+    feat, action = torch.randn(B, H + 1, F), torch.randint(0, A, (B, H))
+    reward, cont = torch.rand(B, H) * 0.01, torch.ones(B, H)
+    cont[:, k] = 0.0
+    after = torch.zeros(B, H, dtype=torch.bool)
+    after[:, k + 1:] = True
+    changed_feat = feat.clone()
+    changed_feat[:, k + 1:] = torch.randn(B, H - k, F) * 3
+    changed = Rollout(changed_feat, torch.where(after, (action + 1) % A, action),
+                      torch.where(after, torch.rand(B, H) * 0.01, reward), cont)
+    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1, entropy=0.1), F, A)
+    with torch.no_grad():  # a critic that tells states apart (it starts at zero output)
+        for p in base.critic.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+
+    def losses(rollout: Rollout) -> tuple[float, float]:
+        metrics = copy.deepcopy(base).update(rollout)
+        return metrics["ac/actor_loss"], metrics["ac/critic_loss"]
+
+    reference = losses(Rollout(feat, action, reward, cont))
+    assert losses(changed) == pytest.approx(reference, rel=1e-5, abs=1e-7)
+    # ... whereas a change before the termination does move them.
+    before = feat.clone()
+    before[:, 1] += 3
+    moved = losses(Rollout(before, action, reward, cont))
+    assert abs(moved[0] - reference[0]) > 1e-4 and abs(moved[1] - reference[1]) > 1e-4
