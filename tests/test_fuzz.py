@@ -160,7 +160,6 @@ RUN_DIR_DAMAGE = {
     "config.yaml unknown key": lambda run: _edit_config(run, lambda c: c.update(nokey=1)),
     "config.yaml bad value": lambda run: _edit_config(run, lambda c: c["train"].update(train_ratio="fast")),
     "config.yaml missing": lambda run: (run / "config.yaml").unlink(),
-    "checkpoint missing": lambda run: (run / "checkpoints" / "latest.pt").unlink(),
     "checkpoint truncated": lambda run: (run / "checkpoints" / "latest.pt").write_bytes(
         (run / "checkpoints" / "latest.pt").read_bytes()[:500]),
     "checkpoint empty": lambda run: (run / "checkpoints" / "latest.pt").write_bytes(b""),
@@ -185,6 +184,25 @@ def test_a_damaged_run_directory_is_refused_and_left_as_it_is(trained_run, tmp_p
             "resume": ["train", "--run-dir", str(run), "--resume", "--steps", "400", "--no-progress"]}[command]
     refused(args, capsys)
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("command", ["eval", "dream"])
+def test_a_run_without_a_checkpoint_cannot_be_evaluated_or_dreamed(trained_run, tmp_path, capsys, command):  # noqa: F811
+    run = _copy(trained_run, tmp_path)
+    (run / "checkpoints" / "latest.pt").unlink()
+    before = snapshot(run)
+    refused([command, str(run)], capsys)
+    assert snapshot(run) == before
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_on_resume(trained_run, tmp_path, capsys):  # noqa: F811
+    run = _copy(trained_run, tmp_path)
+    (run / "checkpoints" / "latest.pt").unlink()
+    assert main(["train", "--run-dir", str(run), "--resume", "--no-progress"]) == 0
+    assert "starting it again from step 0" in capsys.readouterr().err
+    steps = [r["step"] for r in map(yaml.safe_load, (run / "metrics.jsonl").read_text().splitlines())
+             if "train/return" in r]
+    assert steps == sorted(set(steps)) and steps[-1] <= 300  # one run's rows, none of the discarded attempt twice
 
 
 RESUME_CASES = {
@@ -285,5 +303,5 @@ def test_eval_dream_bench_and_config_refuse_bad_input(trained_run, tmp_path, cap
 
 
 def test_the_fuzz_suite_is_large_enough():
-    hand = len(TRAIN_CASES) + 3 * len(RUN_DIR_DAMAGE) + len(RESUME_CASES) + len(RUN_DIR_CASES) + len(EVAL_DREAM_CASES) + 4
+    hand = len(TRAIN_CASES) + 3 * len(RUN_DIR_DAMAGE) + len(RESUME_CASES) + len(RUN_DIR_CASES) + len(EVAL_DREAM_CASES) + 6
     assert hand >= 120

@@ -132,6 +132,11 @@ def _train(args) -> None:
         config_mod.validate(cfg)
         rundir.check_resume(args.run_dir, cfg)
         run_dir = args.run_dir
+        if not rundir.has_checkpoint(run_dir):
+            print(f"wmrl: {run_dir} stopped before its first checkpoint; starting it again from step 0",
+                  file=sys.stderr)
+            rundir.discard_unsaved_start(run_dir)
+            args.resume = False
     else:
         flags: dict = {}
         if args.env is not None:

@@ -38,6 +38,7 @@ BEHAVIORS = ("actor_critic", "cem", "cmaes")
 @dataclass
 class Config:
     seed: int = 0
+    """Seeds Python, numpy, torch and the env; a run's figures depend only on it (and the machine)."""
     device: str = "auto"
     """auto (CUDA when available), cpu, or cuda."""
     threads: int = 2
@@ -45,7 +46,9 @@ class Config:
     precision: str = "auto"
     """auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16."""
     world_model: str = "storm"
+    """storm, rssm or mdnrnn; its section (storm., rssm., mdnrnn.) holds its settings."""
     behavior: str = "actor_critic"
+    """actor_critic, cem or cmaes; its section holds its settings. Every pair works."""
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     storm: StormConfig = field(default_factory=StormConfig)

@@ -33,10 +33,15 @@ from wmrl.worldmodels.protocol import Rollout, WorldModel
 @dataclass
 class ActorCriticConfig:
     hidden: int = 512
+    """Width of the actor's and the critic's MLPs."""
     layers: int = 2
+    """Hidden layers of each."""
     gamma: float = 0.985
+    """Discount of imagined rewards (STORM: 0.985)."""
     lam: float = 0.95
+    """Lambda of the lambda-returns (0.95)."""
     entropy: float = 3e-4
+    """Weight of the policy's entropy bonus (STORM: 3e-4)."""
     bootstrap: str = "fast"
     """Critic the lambda-returns bootstrap from: fast (the current critic; DreamerV3, STORM) or slow (its
     EMA copy)."""
@@ -45,10 +50,13 @@ class ActorCriticConfig:
     slow_reg: float = 1.0
     """Weight of the critic's regulariser towards the slow critic."""
     return_norm_decay: float = 0.99
+    """EMA decay of the return scale (the 5-95 percentile spread of lambda-returns)."""
     unimix: float = 0.01
     """Uniform mixture in the policy, so every action keeps some probability."""
     value_bins: int = 255
+    """Bins of the symlog two-hot critic."""
     horizon: int = 16
+    """Imagined steps per rollout (STORM: 16)."""
     imag_batch: int = 1024
     """Imagination start states per update."""
     imag_context: int = 8

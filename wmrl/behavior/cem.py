@@ -33,10 +33,15 @@ from wmrl.nets.categorical import onehot_of
 @dataclass
 class CemConfig:
     horizon: int = 12
+    """Planned steps (PlaNet: 12)."""
     candidates: int = 1000
+    """Action sequences per iteration (PlaNet: 1000)."""
     iterations: int = 10
+    """Refits per act (PlaNet: 10)."""
     elites: int = 100
+    """Best candidates the refit uses (PlaNet: 100)."""
     gamma: float = 0.99
+    """Discount of predicted rewards in a candidate's score."""
     warm_start: bool = True
     """Start each plan from the previous one shifted by a step, instead of from uniform."""
     min_prob: float = 0.01

@@ -37,6 +37,7 @@ class CmaesConfig:
     where: str = "dream"
     """dream (imagined rollouts in the world model) or real (training episodes)."""
     population: int = 64
+    """Candidates per generation (World Models: 64)."""
     rollouts: int = 16
     """Episodes (dream: start states) per candidate."""
     horizon: int = 200

@@ -13,7 +13,9 @@ from torch import nn
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
+    """Adam learning rate."""
     eps: float = 1e-8
+    """Adam epsilon."""
     clip: float = 1000.0
     """Global gradient-norm clip (STORM: 1000 for the world model, 100 for the agent)."""
 

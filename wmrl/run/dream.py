@@ -17,6 +17,8 @@ import torch
 
 from wmrl.errors import WmrlError
 from wmrl.run.files import atomic_write, atomic_write_text
+from wmrl.envs.state_names import state_names
+from wmrl.run.checkpoint import load_checkpoint
 from wmrl.run.inference import load_run
 
 # Colours for MinAtar-style object channels (C not 1 or 3); channel i is drawn in PALETTE[i % len].
@@ -45,15 +47,35 @@ def _to_rgb(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.einsum("tchw,cx->thwx", on, colours), 0, 255).astype(np.uint8)
 
 
-def _write_video(real: np.ndarray, pred: np.ndarray, out: Path) -> None:
+def _label(frames: np.ndarray, columns: list[str], title: str) -> np.ndarray:
+    """(T, H, W, 3) frames of equal-width columns -> the same with a caption band above them: the column
+    names and, per frame, the title and its open-loop step."""
+    from PIL import Image, ImageDraw
+
+    T, H, W, _ = frames.shape
+    band = 28
+    out = []
+    for t in range(T):
+        img = Image.new("RGB", (W, H + band), (255, 255, 255))
+        img.paste(Image.fromarray(frames[t]), (0, band))
+        draw = ImageDraw.Draw(img)
+        draw.text((2, 1), f"{title}  step +{t + 1}/{T}", fill=(0, 0, 0))
+        for i, name in enumerate(columns):
+            draw.text((2 + i * W // len(columns), 14), name, fill=(0, 0, 0))
+        out.append(np.asarray(img))
+    return np.stack(out)
+
+
+def _write_video(real: np.ndarray, pred: np.ndarray, out: Path, title: str = "") -> None:
     import imageio.v2 as imageio
 
     real_rgb, pred_rgb = _to_rgb(real), _to_rgb(pred)
     diff = np.abs(real_rgb.astype(np.int16) - pred_rgb.astype(np.int16)).astype(np.uint8)
-    gap = np.full((*real_rgb.shape[:2], 2, 3), 255, np.uint8)
+    scale = max(1, 96 // real_rgb.shape[1])
+    real_rgb, pred_rgb, diff = (x.repeat(scale, 1).repeat(scale, 2) for x in (real_rgb, pred_rgb, diff))
+    gap = np.full((*real_rgb.shape[:2], 4, 3), 255, np.uint8)
     frames = np.concatenate([real_rgb, gap, pred_rgb, gap, diff], 2)  # real | imagined | |difference|
-    scale = max(1, 128 // frames.shape[1])
-    frames = frames.repeat(scale, 1).repeat(scale, 2)
+    frames = _label(frames, ["real", "imagined", "|error|"], title)
     if out.suffix.lower() == ".mp4":
         try:
             import imageio_ffmpeg  # noqa: F401
@@ -64,7 +86,8 @@ def _write_video(real: np.ndarray, pred: np.ndarray, out: Path) -> None:
         atomic_write(out, lambda tmp: imageio.mimwrite(tmp, list(frames), format="gif", duration=250, loop=0))
 
 
-def _write_plot(context: np.ndarray, real: np.ndarray, pred: np.ndarray, out: Path) -> None:
+def _write_plot(context: np.ndarray, real: np.ndarray, pred: np.ndarray, out: Path, title: str = "",
+                names: list[str] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,9 +100,10 @@ def _write_plot(context: np.ndarray, real: np.ndarray, pred: np.ndarray, out: Pa
         ax.plot(t_ctx, context[:, d], "k.-", label="real context")
         ax.plot(t_fut, real[:, d], "k-", label="real future")
         ax.plot(t_fut, pred[:, d], "r--", label="imagined (open loop)")
-        ax.set_ylabel(f"obs[{d}]")
+        ax.set_ylabel(names[d] if names else f"obs[{d}]", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="best", fontsize=8)
+    axes[0, 0].set_title(title, fontsize=9)
     axes[-1, 0].set_xlabel("steps after the last real observation")
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight"))
     plt.close(fig)
@@ -141,10 +165,12 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
     if out is None:
         out = run_dir / ("dream.gif" if agent.spec.is_image else "dream.png")
     _check_out(out, agent.spec.is_image)
+    step = load_checkpoint(run_dir)["counters"]["step"]
+    title = f"{cfg.world_model} on {cfg.env.id} at step {step}: {H} steps open loop after {context} real"
     if agent.spec.is_image:
-        _write_video(real, pred, out)
+        _write_video(real, pred, out, title)
     else:
-        _write_plot(seq["obs"][0, :context], real, pred, out)
+        _write_plot(seq["obs"][0, :context], real, pred, out, title, state_names(cfg.env.id, real.shape[-1]))
     result = {"out": str(out), "context": context, "horizon": H, "mse_per_step": per_step,
               "mse_mean": float(np.mean(per_step))}
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1))

@@ -45,9 +45,22 @@ def open_existing(run_dir: Path):
     if not (run_dir / "config.yaml").is_file():
         raise WmrlError(f"{run_dir} has no config.yaml, so it is not a wmrl run directory",
                         "pass the directory printed by `wmrl train`")
-    if not checkpoint_path(run_dir).is_file():
-        raise WmrlError(f"{run_dir} has no checkpoint yet", "train longer than train.checkpoint_every steps first")
     return config_mod.load(run_dir / "config.yaml")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return checkpoint_path(run_dir).is_file()
+
+
+def discard_unsaved_start(run_dir: Path) -> None:
+    """A run stopped before its first checkpoint has nothing to resume: its metrics, TensorBoard events and
+    replay chunks describe steps no checkpoint kept, and it starts again from step 0 with its config."""
+    import shutil
+
+    for name in ("metrics.jsonl", "learning_curve.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", "replay"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
 RESUME_MAY_CHANGE = ("train.steps", "device", "threads")
@@ -66,6 +79,8 @@ def _flatten(data: dict, prefix: str = "") -> dict:
 def check_resume(run_dir: Path, cfg) -> None:
     """Refuse a resume that cannot continue the checkpointed run: fewer steps than it already took, or a
     config.yaml edited since the checkpoint (beyond the fields a resume may change)."""
+    if not has_checkpoint(run_dir):
+        return
     ckpt = load_checkpoint(run_dir)
     step = ckpt["counters"]["step"]
     if cfg.train.steps < step:

@@ -16,9 +16,13 @@ class TrainConfig:
     train_ratio: float = 1.0
     """World-model and agent updates per environment step (STORM: 1)."""
     wm_batch: int = 16
+    """Sequences per world-model update (STORM: 16)."""
     wm_seq: int = 64
+    """Steps per training sequence (STORM: 64; at most storm.transformer.context)."""
     eval_every: int = 5000
+    """Environment steps between evaluations."""
     eval_episodes: int = 10
+    """Episodes per evaluation, played side by side."""
     eval_policy: str = "greedy"
     """How evaluations act: greedy (the most likely action), sample (the policy's own draws: STORM's and
     DreamerV3's protocol) or both (each evaluation plays the same episode starts both ways). Metric rows
@@ -29,6 +33,7 @@ class TrainConfig:
     """Stop once an evaluation's mean reaches this (its first mode: greedy unless eval_policy=sample);
     None: never."""
     checkpoint_every: int = 5000
+    """Environment steps between checkpoints (and replay flushes)."""
     log_every: int = 500
     """Environment steps between rows of training metrics."""
     nonfinite_limit: int = 20

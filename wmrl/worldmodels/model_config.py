@@ -15,7 +15,9 @@ class WorldModelConfig:
     head_hidden: int = 512
     """Width of the reward and termination heads (and of STORM's prior head)."""
     head_layers: int = 1
+    """Hidden layers of the reward and termination heads (STORM's code: more; see the README's departures)."""
     reward_bins: int = 255
+    """Bins of the symlog two-hot reward head (DreamerV3, STORM: 255 in [-20, 20])."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, eps=1e-8, clip=1000.0))
     burn_in: int = 0
     """Extra real steps the model observes before each imagination start's context (see
@@ -43,6 +45,7 @@ class CategoricalLatentConfig(WorldModelConfig):
     classes: int = 32
     """Classes per latent variable."""
     unimix: float = 0.01
+    """Share of the uniform distribution mixed into every categorical latent (DreamerV3: 1%)."""
     kl_dyn: float = 0.5
     """Weight of KL(sg(posterior) || prior), which trains the dynamics."""
     kl_rep: float = 0.1

@@ -29,10 +29,15 @@ from torch.nn import functional as F
 @dataclass
 class TransformerConfig:
     layers: int = 2
+    """Transformer blocks (STORM: 2)."""
     width: int = 512
+    """Token width (STORM: 512)."""
     heads: int = 8
+    """Attention heads; width / heads must be even (rotary embeddings)."""
     ffn: int = 1024
+    """Hidden width of each block's feed-forward layer (STORM: 1024)."""
     dropout: float = 0.1
+    """Dropout in attention and feed-forward layers while training (STORM: 0.1)."""
     context: int = 64
     """Longest attention window in tokens (training sequences are this long in the STORM paper)."""
 
