@@ -177,6 +177,14 @@ def test_killed_run_resumes_at_its_checkpoint_with_the_same_replay(tmp_path):
     assert _checkpoint_step(run) == killed_at + 100
     steps = [r["step"] for r in rows]
     assert steps == sorted(steps), "rows written after the checkpoint by the killed run must be dropped"
+    # TensorBoard keeps what was logged at the checkpoint step itself, once, and drops what came after.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    logged = [e.step for e in acc.Scalars("wm/loss")]
+    want = sorted({r["step"] for r in rows if "wm/loss" in r})
+    assert killed_at in want and logged == want
 
 
 # ------------------------------------------------------------------------------------------- errors
