@@ -47,26 +47,27 @@ def _to_rgb(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.einsum("tchw,cx->thwx", on, colours), 0, 255).astype(np.uint8)
 
 
-def _label(frames: np.ndarray, columns: list[str], title: str) -> np.ndarray:
-    """(T, H, W, 3) frames of equal-width columns -> the same with a caption band above them: the column
-    names and, per frame, the title and its open-loop step."""
+def _label(frames: np.ndarray, columns: list[str], title: str, context: int) -> np.ndarray:
+    """(T, H, W, 3) frames of equal-width columns -> the same with a caption band above them: the title,
+    the frame's open-loop step and the column names."""
     from PIL import Image, ImageDraw
 
     T, H, W, _ = frames.shape
-    band = 28
+    band = 40
     out = []
     for t in range(T):
         img = Image.new("RGB", (W, H + band), (255, 255, 255))
         img.paste(Image.fromarray(frames[t]), (0, band))
         draw = ImageDraw.Draw(img)
-        draw.text((2, 1), f"{title}  step +{t + 1}/{T}", fill=(0, 0, 0))
+        draw.text((2, 1), title, fill=(0, 0, 0))
+        draw.text((2, 13), f"open loop: step {t + 1} of {T}, after {context} real steps", fill=(0, 0, 0))
         for i, name in enumerate(columns):
-            draw.text((2 + i * W // len(columns), 14), name, fill=(0, 0, 0))
+            draw.text((2 + i * W // len(columns), 26), name, fill=(0, 0, 0))
         out.append(np.asarray(img))
     return np.stack(out)
 
 
-def _write_video(real: np.ndarray, pred: np.ndarray, out: Path, title: str = "") -> None:
+def _write_video(real: np.ndarray, pred: np.ndarray, out: Path, title: str = "", context: int = 0) -> None:
     import imageio.v2 as imageio
 
     real_rgb, pred_rgb = _to_rgb(real), _to_rgb(pred)
@@ -75,7 +76,7 @@ def _write_video(real: np.ndarray, pred: np.ndarray, out: Path, title: str = "")
     real_rgb, pred_rgb, diff = (x.repeat(scale, 1).repeat(scale, 2) for x in (real_rgb, pred_rgb, diff))
     gap = np.full((*real_rgb.shape[:2], 4, 3), 255, np.uint8)
     frames = np.concatenate([real_rgb, gap, pred_rgb, gap, diff], 2)  # real | imagined | |difference|
-    frames = _label(frames, ["real", "imagined", "|error|"], title)
+    frames = _label(frames, ["real", "imagined", "|error|"], title, context)
     if out.suffix.lower() == ".mp4":
         try:
             import imageio_ffmpeg  # noqa: F401
@@ -166,11 +167,12 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
         out = run_dir / ("dream.gif" if agent.spec.is_image else "dream.png")
     _check_out(out, agent.spec.is_image)
     step = load_checkpoint(run_dir)["counters"]["step"]
-    title = f"{cfg.world_model} on {cfg.env.id} at step {step}: {H} steps open loop after {context} real"
+    title = f"{cfg.world_model} on {cfg.env.id}, step {step}"
     if agent.spec.is_image:
-        _write_video(real, pred, out, title)
+        _write_video(real, pred, out, title, context)
     else:
-        _write_plot(seq["obs"][0, :context], real, pred, out, title, state_names(cfg.env.id, real.shape[-1]))
+        _write_plot(seq["obs"][0, :context], real, pred, out, f"{title}: {H} steps open loop after {context} real",
+                    state_names(cfg.env.id, real.shape[-1]))
     result = {"out": str(out), "context": context, "horizon": H, "mse_per_step": per_step,
               "mse_mean": float(np.mean(per_step))}
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1))
