@@ -278,3 +278,26 @@ def test_help_documents_the_interface():
     proc = wmrl("train", "--help")
     for flag in ("--preset", "--env", "--steps", "--seed", "--run-dir", "--device", "--set", "--resume"):
         assert flag in proc.stdout
+    for field in ("ret =", "wm =", "imag_ret =", "eval ="):  # the progress bar's fields are explained
+        assert field in " ".join(proc.stdout.split())
+
+
+def test_config_lists_every_key_with_its_type_and_meaning(capsys):
+    assert main(["config", "--json", "--set", "storm.optim.lr=3e-4"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    keys = {r["key"]: r for r in rows}
+    assert keys["storm.optim.lr"]["value"] == 0.0003  # a YAML 1.2 float, which YAML 1.1 reads as a string
+    assert keys["train.eval_policy"]["choices"] == ["greedy", "sample", "both"]
+    assert "threads" in keys and "precision" in keys and len(rows) > 120
+    assert all(r["doc"] for r in rows), [r["key"] for r in rows if not r["doc"]]
+    assert main(["config"]) == 0
+    assert "storm.history = 16" in capsys.readouterr().out
+
+
+def test_run_files_can_be_read_by_others(trained_run):
+    # mkstemp makes files 0600; run files get what open() would give them: 0666 less the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/latest.pt"):
+        mode = (trained_run / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~umask, f"{name} has mode {oct(mode)}"
