@@ -23,7 +23,7 @@ Sample-efficient RL with learned world models.
 
 
 def _parser() -> argparse.ArgumentParser:
-    from wmrl.config import BEHAVIORS, WORLD_MODELS, available_presets
+    from wmrl.config import BEHAVIORS, DEVICES, WORLD_MODELS, available_presets
 
     p = argparse.ArgumentParser(prog="wmrl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="environment steps to train for")
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--run-dir", type=Path, help="run directory (default runs/<env>-<model>-seed<S>-<time>)")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default auto)")
+    t.add_argument("--device", choices=DEVICES, help="compute device (default auto)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one config field (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path)
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--sample", action="store_true", help="sample actions instead of taking the most likely")
-    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    e.add_argument("--device", choices=DEVICES, default="auto")
     e.add_argument("--plan", action="store_true",
                    help="act by CEM planning on the run's world model instead of its trained behaviour")
     e.add_argument("--set", action="append", default=[], metavar="cem.KEY=VALUE", dest="overrides",
@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--horizon", type=int, default=16)
     d.add_argument("--out", type=Path, help="output file (default RUN_DIR/dream.gif or dream.png)")
     d.add_argument("--seed", type=int, default=0, help="which replay context to pick")
-    d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    d.add_argument("--device", choices=DEVICES, default="auto")
     from wmrl.bench.suite import available_suites
 
     b = sub.add_parser("bench", help="run a benchmark suite on Ray and report it with rliable",

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from wmrl.behavior.actor_critic import ActorCriticConfig
+from wmrl.behavior.actor_critic import BOOTSTRAPS, ActorCriticConfig
 from wmrl.behavior.cem import CemConfig
 from wmrl.behavior.cmaes import CmaesConfig
 from wmrl.data.replay import ReplayConfig
@@ -33,6 +33,8 @@ from wmrl.worldmodels.storm import StormConfig
 PRESET_DIR = Path(__file__).parent / "presets"
 WORLD_MODELS = ("storm", "rssm", "mdnrnn")
 BEHAVIORS = ("actor_critic", "cem", "cmaes")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -164,8 +166,7 @@ def build(presets: list[str], flags: dict, overrides: list[str]) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    choices = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"),
-               "world_model": WORLD_MODELS, "behavior": BEHAVIORS}
+    choices = {"device": DEVICES, "precision": PRECISIONS, "world_model": WORLD_MODELS, "behavior": BEHAVIORS}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise WmrlError(f"{key}={getattr(cfg, key)!r} is not supported", f"choose one of: {', '.join(allowed)}")
@@ -193,7 +194,7 @@ def _validate_models(cfg: Config) -> None:
     if not (0 < ac.gamma <= 1 and 0 <= ac.lam <= 1):
         raise WmrlError(f"actor_critic.gamma={ac.gamma}, lam={ac.lam} must lie in (0, 1] and [0, 1]",
                         "use gamma=0.985 lam=0.95 (STORM)")
-    if ac.bootstrap not in ("fast", "slow"):
+    if ac.bootstrap not in BOOTSTRAPS:
         raise WmrlError(f"actor_critic.bootstrap={ac.bootstrap!r} is not known", "use fast (DreamerV3, STORM) or slow")
     # Then what holds between the chosen world model, behaviour and training loop.
     tc = cfg.train

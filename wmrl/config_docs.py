@@ -10,13 +10,17 @@ import inspect
 import textwrap
 import typing
 
-from wmrl.config import BEHAVIORS, WORLD_MODELS, Config
+from wmrl.behavior.actor_critic import BOOTSTRAPS
+from wmrl.behavior.cmaes import WHERE
+from wmrl.config import BEHAVIORS, DEVICES, PRECISIONS, WORLD_MODELS, Config
+from wmrl.nets.encoders import VECTOR_SCALINGS
+from wmrl.run.evaluate import POLICIES
+from wmrl.worldmodels.mdnrnn import TRAINING
 
-# Keys whose values are names; the validators refuse anything else.
-CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"), "world_model": WORLD_MODELS,
-           "behavior": BEHAVIORS, "train.eval_policy": ("greedy", "sample", "both"),
-           "encoder.vector_scaling": ("standardize", "symlog"), "mdnrnn.training": ("staged", "joint"),
-           "cmaes.where": ("dream", "real"), "actor_critic.bootstrap": ("fast", "slow")}
+# Keys whose values are names: the tuples their validators check against.
+CHOICES = {"device": DEVICES, "precision": PRECISIONS, "world_model": WORLD_MODELS, "behavior": BEHAVIORS,
+           "train.eval_policy": POLICIES, "encoder.vector_scaling": VECTOR_SCALINGS, "mdnrnn.training": TRAINING,
+           "cmaes.where": WHERE, "actor_critic.bootstrap": BOOTSTRAPS}
 
 
 @functools.cache

@@ -30,6 +30,9 @@ from wmrl.nets.twohot import TwoHot
 from wmrl.worldmodels.protocol import Rollout, WorldModel
 
 
+BOOTSTRAPS = ("fast", "slow")
+
+
 @dataclass
 class ActorCriticConfig:
     hidden: int = 512

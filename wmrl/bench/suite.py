@@ -31,6 +31,7 @@ import yaml
 
 from wmrl import config as config_mod
 from wmrl.errors import WmrlError
+from wmrl.run.evaluate import POLICIES
 
 SUITE_DIR = Path(__file__).parent / "suites"
 NORMALIZE = ("none", "atari_hns", "minatar_dqn")
@@ -155,7 +156,7 @@ def load_suite(name_or_path: str) -> Suite:
 def _validate(suite: Suite) -> None:
     if suite.normalize not in NORMALIZE:
         raise WmrlError(f"suite normalize={suite.normalize!r} is not known", f"use one of: {', '.join(NORMALIZE)}")
-    if suite.eval.policy not in ("greedy", "sample", "both") or suite.eval.episodes < 1:
+    if suite.eval.policy not in POLICIES or suite.eval.episodes < 1:
         raise WmrlError(f"suite eval {dataclasses.asdict(suite.eval)} is not valid",
                         "use eval: {episodes: 20, policy: greedy|sample|both}")
     runs = suite.runs()

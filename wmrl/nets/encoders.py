@@ -20,6 +20,9 @@ from wmrl.nets.normalize import RunningNorm
 from wmrl.nets.twohot import symexp, symlog
 
 
+VECTOR_SCALINGS = ("standardize", "symlog")
+
+
 @dataclass
 class EncoderConfig:
     depth: int = 32
@@ -47,7 +50,7 @@ class EncoderConfig:
         if not math.isfinite(self.object_weight) or self.object_weight < 0:
             raise WmrlError(f"{section}.object_weight={self.object_weight} must be a finite number >= 0",
                             "use 0 (plain MSE) or e.g. 10")
-        if self.vector_scaling not in ("standardize", "symlog"):
+        if self.vector_scaling not in VECTOR_SCALINGS:
             raise WmrlError(f"{section}.vector_scaling={self.vector_scaling!r} is not known",
                             "use standardize or symlog")
 

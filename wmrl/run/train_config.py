@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wmrl.errors import WmrlError
+from wmrl.run.evaluate import POLICIES
 
 
 @dataclass
@@ -48,7 +49,7 @@ class TrainConfig:
                                 f"set --set train.{name}=<positive integer>")
         if self.warmup < 0 or self.eval_max_steps < 0:
             raise WmrlError("train.warmup and train.eval_max_steps must be >= 0", "use 0 or a positive count")
-        if self.eval_policy not in ("greedy", "sample", "both"):
+        if self.eval_policy not in POLICIES:
             raise WmrlError(f"train.eval_policy={self.eval_policy!r} is not known", "use greedy, sample or both")
         if self.train_ratio <= 0:
             raise WmrlError(f"train.train_ratio={self.train_ratio} must be positive",
