@@ -130,7 +130,6 @@ def _train(args) -> None:
             flags["train"] = {"steps": args.steps}
         config_mod.apply(cfg, flags)
         config_mod.validate(cfg)
-        rundir.check_resume(args.run_dir, cfg)
         run_dir = args.run_dir
         if not rundir.has_checkpoint(run_dir):
             print(f"wmrl: {run_dir} stopped before its first checkpoint; starting it again from step 0",
@@ -213,7 +212,7 @@ def _bench(args) -> None:
         runner.run_suite(suite, out, args.address, args.threads, args.cpus, log=lambda m: print(m, file=sys.stderr))
     built = report.build(suite, out)
     _print_json({"report": str(out / "report.md"), "runs_finished": built["runs_finished"],
-                      "runs_total": built["runs_total"]})
+                 "runs_total": built["runs_total"]})
 
 
 def main(argv: list[str] | None = None) -> int:

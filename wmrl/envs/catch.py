@@ -36,8 +36,7 @@ class CatchEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        self._paddle, self._caught = self.SIZE // 2, 0
-        self._balls = 0
+        self._paddle, self._balls = self.SIZE // 2, 0
         self._spawn()
         return self._obs(), {}
 

@@ -7,8 +7,8 @@ Every env leaving this module looks the same to the rest of wmrl:
   * the first ``reset()`` is seeded with ``seed`` and later resets are not (see ``SeedOnFirstReset``).
 
 Supported ids: any registered Gymnasium id, ``module:EnvId`` (Gymnasium syntax: importing ``module``
-registers ``EnvId``), ``MinAtar/<Game>-v0|v1``, wmrl's own ``wmrl/Catch-v0`` (envs/catch.py) and, when ale-py is installed,
-``ALE/<Game>-v5``.
+registers ``EnvId``), ``MinAtar/<Game>-v0|v1``, wmrl's own ``wmrl/Catch-v0`` (envs/catch.py) and,
+when ale-py is installed, ``ALE/<Game>-v5``.
 Optional backends (minatar, ale_py) are imported only when their ids are asked for.
 """
 
@@ -241,8 +241,8 @@ def _import_user_module(module: str, env_id: str) -> None:
             spec = importlib.util.find_spec(module.split(".")[0])
         except (ImportError, ValueError):
             spec = None
-        origin = Path(spec.origin).resolve() if spec is not None and spec.origin not in (None, "built-in", "frozen") else None
-        if origin is not None:
+        if spec is not None and spec.origin not in (None, "built-in", "frozen"):
+            origin = Path(spec.origin).resolve()
             inside = next((d for d in origin.parents if _is_run_dir(d)), None)
             if inside is not None:
                 raise WmrlError(f"environment id '{env_id}' names module '{module}', found at {origin}, inside the wmrl "

@@ -66,9 +66,13 @@ def save_checkpoint(run_dir: Path, agent, counters: dict, rng: dict, config: dic
 
 
 def resume(run_dir: Path, agent, np_rng: np.random.Generator, action_space) -> tuple[dict, dict | None]:
-    """Load the run's checkpoint into `agent` (on whatever device it lives) and the RNGs. Returns its
-    counters and the env's RNG state before its last reset (None if the env keeps no np_random)."""
-    ckpt = load_checkpoint(run_dir)
+    """Load the run's checkpoint into `agent` (on whatever device it lives) and the RNGs (see `restore`)."""
+    return restore(load_checkpoint(run_dir), agent, np_rng, action_space)
+
+
+def restore(ckpt: dict, agent, np_rng: np.random.Generator, action_space) -> tuple[dict, dict | None]:
+    """Put a loaded checkpoint into `agent` and the RNGs. Returns its counters and the env's RNG state
+    before its last reset (None if the env keeps no np_random)."""
     agent.load_state_dict(ckpt["agent"])
     restore_rng(ckpt["rng"], np_rng, action_space)
     return ckpt["counters"], ckpt["rng"].get("env_before_reset")

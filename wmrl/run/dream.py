@@ -9,16 +9,14 @@ vectors) with the per-step prediction error (mean squared error, images in [0, 1
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from wmrl.errors import WmrlError
-from wmrl.run.files import atomic_write, atomic_write_text
 from wmrl.envs.state_names import state_names
-from wmrl.run.checkpoint import load_checkpoint
+from wmrl.errors import WmrlError
+from wmrl.run.files import atomic_write, atomic_write_text, unwritable_reason
 from wmrl.run.inference import load_run
 
 # Colours for MinAtar-style object channels (C not 1 or 3); channel i is drawn in PALETTE[i % len].
@@ -132,12 +130,9 @@ def _check_out(out: Path, is_image: bool) -> None:
                         f"name the file e.g. dream{allowed[0]}")
     if out.is_dir():
         raise WmrlError(f"--out {out} is a directory", f"pass a file name such as {out / ('dream' + allowed[0])}")
-    ancestor = out.absolute().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise WmrlError(f"cannot write --out {out}: {ancestor} is {'a file' if not ancestor.is_dir() else 'not writable'}",
-                        "pass a file in a writable directory")
+    reason = unwritable_reason(out)
+    if reason:
+        raise WmrlError(f"cannot write --out {out}: {reason}", "pass a file in a writable directory")
 
 
 @torch.no_grad()
@@ -166,8 +161,7 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
     if out is None:
         out = run_dir / ("dream.gif" if agent.spec.is_image else "dream.png")
     _check_out(out, agent.spec.is_image)
-    step = load_checkpoint(run_dir)["counters"]["step"]
-    title = f"{cfg.world_model} on {cfg.env.id}, step {step}"
+    title = f"{cfg.world_model} on {cfg.env.id}, step {replay.total_added}"  # the checkpoint's step
     if agent.spec.is_image:
         _write_video(real, pred, out, title, context)
     else:

@@ -21,6 +21,19 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
+def unwritable_reason(path: Path) -> str | None:
+    """Why `path` (a file or directory, existing or not) cannot be created, or None if it can: its nearest
+    existing ancestor must be a directory this process may write into."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable"
+    return None
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path) on a temporary file beside `path`, fsync it, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)

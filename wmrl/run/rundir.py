@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 from wmrl import config as config_mod
 from wmrl.errors import WmrlError
-from wmrl.run.checkpoint import checkpoint_path, load_checkpoint
+from wmrl.run.checkpoint import checkpoint_path
+from wmrl.run.files import unwritable_reason
 
 
 def default_run_dir(cfg) -> Path:
@@ -29,13 +29,9 @@ def check_new(run_dir: Path) -> None:
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise WmrlError(f"{run_dir} is not empty and holds no wmrl run (no config.yaml); wmrl starts a run "
                         "only in a new or empty directory", "choose another --run-dir, or empty this one yourself")
-    ancestor = run_dir.absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise WmrlError(f"cannot make run directory {run_dir}: {ancestor} is a file", "choose another --run-dir")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise WmrlError(f"cannot make run directory {run_dir}: {ancestor} is not writable", "choose another --run-dir")
+    reason = unwritable_reason(run_dir / "config.yaml")  # the first file a run writes
+    if reason:
+        raise WmrlError(f"cannot make run directory {run_dir}: {reason}", "choose another --run-dir")
 
 
 def open_existing(run_dir: Path):
@@ -76,12 +72,9 @@ def _flatten(data: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_resume(run_dir: Path, cfg) -> None:
-    """Refuse a resume that cannot continue the checkpointed run: fewer steps than it already took, or a
-    config.yaml edited since the checkpoint (beyond the fields a resume may change)."""
-    if not has_checkpoint(run_dir):
-        return
-    ckpt = load_checkpoint(run_dir)
+def check_resume(run_dir: Path, ckpt: dict, cfg) -> None:
+    """Refuse a resume that cannot continue the checkpointed run `ckpt` (from load_checkpoint): fewer steps
+    than it already took, or a config.yaml edited since the checkpoint (beyond what a resume may change)."""
     step = ckpt["counters"]["step"]
     if cfg.train.steps < step:
         raise WmrlError(f"--steps {cfg.train.steps} is below the checkpoint's step {step}",

@@ -19,7 +19,7 @@ from wmrl.data.replay import Replay
 from wmrl.envs.factory import env_spec, make_env
 from wmrl.errors import WmrlError
 from wmrl.run.agent import Agent, resolve_device
-from wmrl.run import checkpoint
+from wmrl.run import checkpoint, rundir
 from wmrl.run.evaluate import eval_metrics, evaluate_modes, evaluation_seeds, make_eval_envs
 from wmrl.run.logger import Logger
 from wmrl.run.plots import plot_learning_curve
@@ -92,7 +92,10 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
                 "nonfinite_updates": 0, "checkpoint_step": 0, "episode_start": 1}
     before_reset = None
     if resume:
-        saved, before_reset = checkpoint.resume(run_dir, agent, np_rng, env.action_space)
+        ckpt = checkpoint.load_checkpoint(run_dir)
+        rundir.check_resume(run_dir, ckpt, cfg)  # before anything is loaded or written
+        saved, before_reset = checkpoint.restore(ckpt, agent, np_rng, env.action_space)
+        del ckpt  # the CPU copy of the weights is no longer needed
         counters.update(saved)
         counters["checkpoint_step"] = counters["step"]
         replay.load(counters["step"])
