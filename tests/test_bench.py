@@ -3,6 +3,7 @@ per-run results as an uninterrupted suite), the rliable report, the dry run and 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -54,6 +55,21 @@ def untimed(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
 
 
+def wait_for_orphans(out: Path, timeout: float = 60) -> None:
+    """Until no process holds a run's lock: a Ray worker outliving the killed bench still holds one."""
+    deadline = time.time() + timeout
+    for lock in (out / "runs").glob(".*.lock"):
+        with open(lock, "a") as f:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.time() < deadline, f"a worker of the killed bench still holds {lock.name}"
+                    time.sleep(0.1)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def in_progress(out: Path) -> list[Path]:
     return [d for d in (out / "runs").glob("*") if d.is_dir() and (d / "checkpoints" / "latest.pt").exists()
             and not (d / "result.json").exists()]
@@ -83,8 +99,9 @@ def test_a_killed_suite_reruns_every_run_exactly_once_with_the_same_results(suit
         while time.time() < deadline and not ((out / "runs").is_dir() and results(out) and in_progress(out)):
             time.sleep(0.1)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the bench, its Ray cluster and its workers
+        os.killpg(proc.pid, signal.SIGKILL)  # the bench; its workers follow it (wmrl/bench/runner.py)
         proc.communicate()
+    wait_for_orphans(out)
     before = {k: p.read_bytes() for k, p in results(out).items()}
     interrupted = {d.name for d in in_progress(out)}
     assert before and interrupted, "the kill came too early or too late"
@@ -103,6 +120,15 @@ def test_a_killed_suite_reruns_every_run_exactly_once_with_the_same_results(suit
         steps = [r["step"] for r in map(json.loads, (path.parent / "metrics.jsonl").read_text().splitlines())
                  if "train/return" in r]
         assert steps == sorted(set(steps))  # no training step logged twice
+
+
+def test_a_worker_ends_when_the_bench_process_is_gone():
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    worker = subprocess.Popen([sys.executable, "-c", "import platform, time; from wmrl.bench.runner import "
+                               f"_exit_with_bench; _exit_with_bench((platform.node(), {driver.pid})); time.sleep(120)"],
+                              cwd=ROOT)
+    driver.wait()
+    assert worker.wait(timeout=60) == 1
 
 
 def test_the_report_gives_rliable_intervals_for_both_modes(reference):

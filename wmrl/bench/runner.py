@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import threading
 import time
 from pathlib import Path
@@ -30,27 +31,40 @@ def require(module: str):
 _WATCHING = False
 
 
-def _exit_with_parent() -> None:
-    """End this worker as soon as its raylet is gone (it is then re-parented). Ray's workers have process
-    groups of their own, so a killed bench leaves them running until they notice, training on while the
-    rerun waits for their run's lock. One watcher per worker process, however many runs it takes."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_with_bench(driver: tuple[str, int]) -> None:
+    """End this worker as soon as its raylet or, on the bench's own machine, the bench process is gone.
+    Ray's workers and raylet have process groups of their own, so a killed bench leaves them running
+    until Ray notices (seconds on a busy machine, long enough to finish a small run and write a result
+    the rerun then takes as done). One watcher per worker process, however many runs it takes."""
     global _WATCHING
     if _WATCHING:
         return
     _WATCHING = True
     parent = os.getppid()
+    host, pid = driver
+    local = host == platform.node()
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
+        while os.getppid() == parent and (not local or _alive(pid)):
+            time.sleep(0.2)
         os._exit(1)  # every file a run writes is written atomically
 
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _task(spec: RunSpec, out: str, threads: int) -> dict:
-    """Runs in a Ray worker."""
-    _exit_with_parent()
+def _task(spec: RunSpec, out: str, threads: int, driver: tuple[str, int]) -> dict:
+    """Runs in a Ray worker; `driver` is the bench process's (host, pid)."""
+    _exit_with_bench(driver)
     return execute(spec, Path(out), threads)
 
 
@@ -73,7 +87,8 @@ def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int 
         try:
             gpus = suite.gpus_per_run if ray.cluster_resources().get("GPU", 0) > 0 else 0
             task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_task)
-            refs = {task.remote(spec, str(out), threads): spec for spec in pending}
+            driver = (platform.node(), os.getpid())
+            refs = {task.remote(spec, str(out), threads, driver): spec for spec in pending}
             waiting = list(refs)
             while waiting:
                 done, waiting = ray.wait(waiting, num_returns=1)
