@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from wmrl.bench import runner
 from wmrl.bench.suite import load_suite
@@ -75,6 +76,16 @@ def in_progress(out: Path) -> list[Path]:
             and not (d / "result.json").exists()]
 
 
+def early(run_dir: Path, before: int = 128) -> bool:
+    """The run's checkpoint is at most `before` of its 320 steps: far enough from the end that it cannot
+    finish between the kill and its worker noticing the bench is gone."""
+    try:
+        ckpt = torch.load(run_dir / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
+    except (FileNotFoundError, RuntimeError, EOFError):  # replaced or gone between the glob and the load
+        return False
+    return ckpt["counters"]["step"] <= before
+
+
 @pytest.fixture(scope="module")
 def suite_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("suite") / "debug2x2.yaml"
@@ -96,7 +107,8 @@ def test_a_killed_suite_reruns_every_run_exactly_once_with_the_same_results(suit
     proc = bench(str(suite_file), "--out", str(out), start_new_session=True)
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and not ((out / "runs").is_dir() and results(out) and in_progress(out)):
+        while time.time() < deadline and not ((out / "runs").is_dir() and results(out)
+                                                and any(map(early, in_progress(out)))):
             time.sleep(0.1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the bench; its workers follow it (wmrl/bench/runner.py)
