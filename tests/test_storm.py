@@ -85,6 +85,25 @@ def test_cache_slides_exactly_past_the_context_window(streams):
     assert torch.allclose(torch.cat(outs, 1), full, atol=1e-5)
 
 
+@pytest.mark.parametrize("streams", [2, 16])
+def test_last_only_gives_the_last_output_and_the_same_cache(streams):
+    """Observing a window needs only its last output: the last block then runs for the last token alone,
+    and the cache (every token's keys and values) is the one of the full forward."""
+    torch.manual_seed(0)
+    tf = CausalTransformer(TransformerConfig(layers=3, width=16, heads=2, ffn=32, context=8, dropout=0.0)).eval()
+    x = torch.randn(streams, 7, 16)
+    first = torch.zeros(streams, 7, dtype=torch.bool)
+    first[:, 0] = first[0, 3] = True
+    with torch.no_grad():
+        full, cache_full = tf(x, first)
+        last, cache_last = tf(x, first, last_only=True)
+        step_full, _ = tf(x[:, :1], first[:, :1], cache_full.clone())
+        step_last, _ = tf(x[:, :1], first[:, :1], cache_last.clone())
+    assert last.shape == (streams, 1, 16)
+    assert torch.allclose(last[:, 0], full[:, -1], atol=1e-6)
+    assert torch.allclose(step_last, step_full, atol=1e-6)
+
+
 def test_rotary_embedding_matches_a_slow_reference():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, 8, dtype=torch.float64)  # (B, heads, T, head_dim)

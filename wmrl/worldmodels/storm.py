@@ -126,7 +126,7 @@ class Storm(WorldModel):
         is_first flags (B, L), L < history: the transformer runs afresh over the history."""
         h, cache = torch.zeros(z.shape[0], self.cfg.transformer.width, device=z.device, dtype=z.dtype), None
         if tokens.shape[1]:
-            out, cache = self.transformer(tokens, firsts)
+            out, cache = self.transformer(tokens, firsts, last_only=True)
             h = out[:, -1]
         # A stream that starts an episode now sees none of its history: h = 0, and its next token opens
         # a new segment of the attention mask.

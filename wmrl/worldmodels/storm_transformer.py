@@ -111,14 +111,17 @@ class _Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.attn_dropout = cfg.dropout
 
-    def forward(self, x, rope, mask, attend):
-        """x: (B, T, width); attend(k, v) -> keys/values to attend over (new ones written to the cache)."""
+    def forward(self, x, rope, mask, attend, last_only: bool = False):
+        """x: (B, T, width); attend(k, v) -> keys/values to attend over (new ones written to the cache).
+        `last_only`: every token's keys and values are made, but only the last token's output (B, 1, width)."""
         B, T, D = x.shape
         qk, v = self.qkv(self.norm1(x)).split((2 * D, D), -1)
         # Queries and keys are rotated together: (B, 2 * heads, T, head_dim), then split.
         q, k = _rotate(qk.reshape(B, T, 2 * self.heads, D // self.heads).transpose(1, 2), *rope).chunk(2, 1)
         v = v.reshape(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, heads, T, head_dim)
         k, v = attend(k, v)
+        if last_only:
+            x, q, mask, T = x[:, -1:], q[:, :, -1:], mask[:, :, -1:], 1
         if not self.training and B * T > 8:
             # Batched inference (imagination, its context): plain matmuls match the fused CPU kernel
             # for one query per stream and are ~3x faster for a few (it is quicker for B * T tiny).
@@ -149,8 +152,8 @@ class CausalTransformer(nn.Module):
                        torch.full((C,), _EMPTY, dtype=torch.long, device=device),
                        torch.full((batch,), -1, dtype=torch.long, device=device), 0)
 
-    def forward(self, x: torch.Tensor, is_first: torch.Tensor, cache: KVCache | None = None
-                ) -> tuple[torch.Tensor, KVCache]:
+    def forward(self, x: torch.Tensor, is_first: torch.Tensor, cache: KVCache | None = None,
+                last_only: bool = False) -> tuple[torch.Tensor, KVCache]:
         """Append T tokens per stream and return their outputs.
 
         Args:
@@ -159,8 +162,11 @@ class CausalTransformer(nn.Module):
                 seeing everything before it (cached tokens included).
             cache: tokens already seen, or None for a fresh start. It is updated IN PLACE and returned;
                 clone() it first to keep the old state (e.g. to imagine twice from one start).
+            last_only: return only the last token's output (B, 1, width), the same as the last row of
+                the full output; the last block then attends and runs its feed-forward layer for that
+                token alone (observing a window needs its last output and every token's keys and values).
         Returns:
-            (B, T, width) outputs and the cache holding the last `context` tokens.
+            (B, T, width) outputs (or (B, 1, width)) and the cache holding the last `context` tokens.
         """
         B, T, _ = x.shape
         C = self.cfg.context
@@ -187,8 +193,9 @@ class CausalTransformer(nn.Module):
         visible = (dist >= 0) & (dist < C)
         mask = ((seg[:, :, None] == key_seg[:, None, :]) & visible[None])[:, None]  # (B, 1, T, K)
         rope = _rope_angles(cache.next_pos, T, self.cfg.width // self.cfg.heads // 2, x.device)
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, mask, self._attend(cache, i, in_place, fresh, keep, slots))
+            x = block(x, rope, mask, self._attend(cache, i, in_place, fresh, keep, slots), last_only and i == last)
         if not in_place:
             cache.pos[slots] = pos[keep]
             cache.seg[:, slots] = seg[:, keep]
