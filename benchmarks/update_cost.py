@@ -21,7 +21,7 @@ def measure(preset: str, overrides: list[str], fill_steps: int, updates: int, ac
     cfg = config_mod.build([preset], {}, overrides)
     r = cost.measure(cfg, updates, acts, fill_steps)
     return {"update_ms": 1000 * r["update_s"], "update_ms_min": 1000 * r["update_s_min"],
-            "update_ms_max": 1000 * r["update_s_max"], "act_ms": 1000 * r["act_s"], "threads": cfg.threads,
+            "update_ms_max": 1000 * r["update_s_max"], "act_ms": 1000 * r["act_s"], "num_envs": r["num_envs"], "threads": cfg.threads,
             "projected_train_minutes": 60 * r["projected_hours"], "steps": r["steps"], "train_ratio": r["train_ratio"]}
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     args = p.parse_args()
     overrides = ([f"env.id={args.env}"] if args.env else []) + args.set
     r = measure(args.preset, overrides, args.fill, args.updates, args.acts)
-    table = ("| preset | overrides | threads | update ms (median, min-max) | act ms | projected train min |\n"
+    table = ("| preset | overrides | threads | update ms (median, min-max) | act ms per env step | projected train min |\n"
              "|---|---|---:|---|---:|---:|\n"
              f"| {args.preset} | {' '.join(overrides) or '-'} | {r['threads']} | {r['update_ms']:.0f} "
              f"({r['update_ms_min']:.0f}-{r['update_ms_max']:.0f}) | {r['act_ms']:.1f} | "

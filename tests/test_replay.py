@@ -12,6 +12,7 @@ import pytest
 
 from wmrl.data import replay_store
 from wmrl.data.replay import Replay, ReplayConfig
+from wmrl.data.streams import StreamReplay
 from wmrl.errors import WmrlError
 
 
@@ -300,3 +301,40 @@ def _timed(fn):
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+def test_stream_replay_samples_windows_inside_one_stream_uniformly_over_all_windows(tmp_path):
+    """Three streams of 100, 200 and 40 steps (obs = 1000 * stream + step): every window lies inside one
+    stream's timeline, and streams are drawn in proportion to the windows they hold; the streams persist
+    in directories of their own and load back exactly."""
+    cfg = ReplayConfig(capacity=3000, save_chunk=16, prune_margin=None)
+    replay = StreamReplay(cfg, (1,), np.int64, tmp_path / "replay", streams=3)
+    sizes = (100, 200, 40)
+    for i, n in enumerate(sizes):
+        for step, row in enumerate(reference_rows(n, seed=i, offset=1000 * i)):
+            replay.add(**row, stream=i)
+    assert len(replay) == replay.total_added == sum(sizes)
+    batch = replay.sample(6000, 10, np.random.default_rng(0))
+    obs = batch["obs"][..., 0]  # (B, T)
+    stream = obs // 1000
+    assert (stream == stream[:, :1]).all() and (np.diff(obs, axis=1) == 1).all()
+    for i, n in enumerate(sizes):
+        check_against({k: v[stream[:, 0] == i] for k, v in batch.items()}, reference_rows(n, seed=i), 1000 * i)
+    windows = np.array([n - 9 for n in sizes])
+    share = np.bincount(stream[:, 0], minlength=3) / len(obs)
+    assert np.allclose(share, windows / windows.sum(), atol=0.02)
+    replay.flush()
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["stream_0", "stream_1", "stream_2"]
+    with pytest.raises(ValueError, match="multiple"):
+        StreamReplay(cfg, (1,), np.int64, tmp_path / "replay", streams=3).load(100)
+
+
+def test_one_stream_is_a_plain_replay_in_the_same_directory_with_the_same_draws(tmp_path):
+    rows = reference_rows(300)
+    single, plain = StreamReplay(ReplayConfig(), (1,), np.int64, tmp_path / "a"), make(directory=tmp_path / "b")
+    fill(single, rows)
+    fill(plain, rows)
+    single.flush()
+    assert list((tmp_path / "a").glob("chunk_*.npz"))
+    a, b = single.sample(8, 20, np.random.default_rng(3)), plain.sample(8, 20, np.random.default_rng(3))
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -116,13 +116,15 @@ def _strip(run) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("behavior", ["actor_critic", "cmaes"])
-def test_a_run_resumed_at_an_episode_start_is_the_run_never_interrupted(tmp_path, behavior):
+@pytest.mark.parametrize("behavior,envs", [("actor_critic", 1), ("cmaes", 1), ("actor_critic", 2)])
+def test_a_run_resumed_at_an_episode_start_is_the_run_never_interrupted(tmp_path, behavior, envs):
     """Checkpoints at episode starts (16-step episodes, every 64 steps): training to 128 then resuming to
-    192 gives the metrics and weights of one run to 192, through warm-up actions (the action space's
-    RNG), CMA-ES generations, evaluations (seeded by their step) and the env's RNG (its reset replayed)."""
+    192 gives the metrics and weights of one run to 192, through warm-up actions (the action spaces'
+    RNGs), CMA-ES generations, evaluations (seeded by their step) and the envs' RNGs (their resets
+    replayed). Two training envs step together, so both are at an episode start at every checkpoint."""
     overrides = [f"env.id={BANDIT}", "world_model=rssm", f"behavior={behavior}", "train.checkpoint_every=64",
-                 "train.eval_every=64", "train.log_every=32", "train.warmup=150", "train.eval_policy=both"]
+                 "train.eval_every=64", "train.log_every=32", "train.warmup=150", "train.eval_policy=both",
+                 f"train.num_envs={envs}"]
     whole = config_mod.build(["debug"], {"seed": 2}, overrides + ["train.steps=192"])
     train(whole, tmp_path / "whole", progress=False)
     part = config_mod.build(["debug"], {"seed": 2}, overrides + ["train.steps=128"])
@@ -144,7 +146,7 @@ def test_a_checkpoint_loads_for_an_agent_on_another_device(tmp_path):
     torch.manual_seed(123)
     agent = Agent(cfg, EnvSpec((4,), False, 2), torch.device("meta"))
     env_like = make_eval_envs(cfg.env, 0, 1)[0]
-    counters, _ = checkpoint.resume(tmp_path / "run", agent, np.random.default_rng(0), env_like.action_space)
+    counters, _ = checkpoint.resume(tmp_path / "run", agent, np.random.default_rng(0), [env_like.action_space])
     assert counters["step"] == 100 and torch.equal(torch.get_rng_state(), saved)
     assert next(agent.wm.parameters()).device.type == "meta"
 
@@ -175,3 +177,42 @@ def test_non_finite_losses_skip_their_steps_then_stop_the_run_and_resume_works(t
     result = train(config_mod.load(run / "config.yaml"), run, resume=True, progress=False)
     assert result["step"] == 300
     assert any(r.get("health/nonfinite_updates", 0) == 0 for r in rows(run) if r["step"] > 200)
+
+
+def test_several_training_envs_act_in_one_batch_each_with_a_replay_stream_of_its_own(tmp_path, monkeypatch):
+    calls = record_acts(monkeypatch)
+    cfg = config_mod.build(["debug"], {"seed": 0}, [f"env.id={BANDIT}", "world_model=storm", "train.num_envs=3",
+                                                    "train.steps=150", "train.warmup=60", "train.checkpoint_every=75"])
+    train(cfg, tmp_path / "run", progress=False)
+    acting = [c for c in calls if c[1] == 3]
+    assert len(acting) == (150 - 60) // 3  # one batch of 3 per step of the three envs after the warm-up
+    assert acting[0][0] == [True] * 3  # the first acting step starts every env's model afresh
+    ckpt = checkpoint.load_checkpoint(tmp_path / "run")
+    assert ckpt["counters"]["step"] == 150 and len(ckpt["counters"]["episode_start"]) == 3
+    for i in range(3):
+        stream = Replay(cfg.replay, (1,), np.float32, tmp_path / "run" / "replay" / f"stream_{i}")
+        stream.load(50)
+        data = stream.sample(1, 50, np.random.default_rng(0))
+        # Each stream is one env's own timeline: 16-step episodes from its first row on.
+        assert np.flatnonzero(data["is_first"][0]).tolist() == [0, 16, 32, 48]
+    config = config_mod.build(["debug"], {"seed": 0}, [f"env.id={BANDIT}", "world_model=storm", "train.num_envs=2",
+                                                       "train.steps=150", "train.warmup=60"])
+    with pytest.raises(WmrlError, match="num_envs"):
+        train(config, tmp_path / "run", resume=True, progress=False)
+
+
+def test_a_checkpoint_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    cfg = config_mod.build(["debug"], {"seed": 0}, [f"env.id={BANDIT}", "train.steps=100"])
+    train(cfg, tmp_path / "run", progress=False)
+    path = checkpoint.checkpoint_path(tmp_path / "run")
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["train"]["num_envs"]  # as a checkpoint made before train.num_envs was added
+    torch.save(ckpt, path)
+    cfg.train.steps = 120
+    train(cfg, tmp_path / "run", resume=True, progress=False)
+    assert checkpoint.load_checkpoint(tmp_path / "run")["counters"]["step"] == 120
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["train"]["num_envs"] = 2  # a setting that does differ is still refused
+    torch.save(ckpt, path)
+    with pytest.raises(WmrlError, match="num_envs"):
+        train(cfg, tmp_path / "run", resume=True, progress=False)

@@ -31,8 +31,9 @@ def fill(env, replay, steps: int, seed: int) -> np.ndarray:
 
 
 def measure(cfg, updates: int = 5, acts: int = 50, fill_steps: int | None = None) -> dict:
-    """Median seconds per update and mean seconds per acting step of `cfg` on this machine, with the
-    training time they project for cfg.train.steps (acting and updates; evaluations excluded)."""
+    """Median seconds per update and mean seconds of acting per env step of `cfg` on this machine (one act
+    for the train.num_envs envs, divided by their number), with the training time they project for
+    cfg.train.steps (acting and updates; evaluations excluded)."""
     device = setup_torch(cfg)
     tc = cfg.train
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,14 +46,16 @@ def measure(cfg, updates: int = 5, acts: int = 50, fill_steps: int | None = None
             t = time.perf_counter()
             agent.update(replay, rng)
             times.append(time.perf_counter() - t)
-        state = agent.initial_state()
-        state, _ = agent.act(state, obs[None], [0], [True], greedy=False)
+        n = tc.num_envs  # one act chooses the actions of every training env
+        batch, prev = np.repeat(obs[None], n, 0), np.zeros(n, np.int64)
+        state = agent.initial_state(n)
+        state, _ = agent.act(state, batch, prev, np.ones(n, bool), greedy=False)
         t = time.perf_counter()
         for _ in range(acts):
-            state, _ = agent.act(state, obs[None], [0], [False], greedy=False)
-        act = (time.perf_counter() - t) / acts
+            state, _ = agent.act(state, batch, prev, np.zeros(n, bool), greedy=False)
+        act = (time.perf_counter() - t) / acts / n
     update = statistics.median(times)
     seconds = tc.steps * act + max(tc.steps - tc.warmup, 0) * tc.train_ratio * update
     return {"update_s": update, "update_s_min": min(times), "update_s_max": max(times), "act_s": act,
-            "projected_hours": seconds / 3600, "threads": cfg.threads, "steps": tc.steps,
+            "num_envs": n, "projected_hours": seconds / 3600, "threads": cfg.threads, "steps": tc.steps,
             "train_ratio": tc.train_ratio}

@@ -4,11 +4,11 @@ Replay data is flushed (append-only, atomic chunks) before the checkpoint is wri
 checkpoint records how many steps the replay held, so a resumed run reloads exactly those.
 
 RNG states: Python's, the run's numpy Generator, numpy's global RNG (the `cma` package draws its
-candidates from it), torch's (CPU and CUDA), the training env's action space (warm-up actions) and the
-training env's own RNG as it was before its last reset: a run checkpointed at an episode start resumes
-by replaying that reset, and then goes on exactly as the uninterrupted run would (for envs whose
-randomness is their `np_random`, such as Gymnasium's; others, and a run checkpointed mid-episode,
-resume with a new episode seeded from the step).
+candidates from it), torch's (CPU and CUDA), each training env's action space (warm-up actions) and
+each training env's own RNG as it was before its last reset (lists with train.num_envs > 1): an env
+checkpointed at an episode start resumes by replaying that reset, and then goes on exactly as the
+uninterrupted run would (for envs whose randomness is their `np_random`, such as Gymnasium's; others,
+and an env checkpointed mid-episode, resume with a new episode seeded from the step).
 Nothing in a checkpoint is a pickled object: it holds tensors, numbers, strings and containers of them
 (the CMA-ES state too, see behavior/cma_state.py), and it is loaded with `torch.load(weights_only=True)`,
 which refuses anything else, so a planted checkpoint cannot run code. Older formats (which pickled the
@@ -38,21 +38,38 @@ def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / "latest.pt"
 
 
-def rng_state(np_rng: np.random.Generator, action_space, env_before_reset: dict | None) -> dict:
+def _per_env(values: list):
+    """One training env's value as it was stored before train.num_envs existed; several as a list."""
+    return values[0] if len(values) == 1 else list(values)
+
+
+def as_list(value) -> list:
+    """The per-env list of a value stored by `_per_env`."""
+    return value if isinstance(value, list) else [value]
+
+
+def rng_state(np_rng: np.random.Generator, action_spaces: list, env_before_reset: list[dict | None]) -> dict:
+    """action_spaces, env_before_reset: one per training env (train.num_envs)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     return {"python": random.getstate(), "numpy": np_rng.bit_generator.state,
             "numpy_global": {"name": name, "keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
-            "action_space": action_space.np_random.bit_generator.state, "env_before_reset": env_before_reset,
+            "action_space": _per_env([a.np_random.bit_generator.state for a in action_spaces]),
+            "env_before_reset": _per_env(env_before_reset),
             "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def restore_rng(state: dict, np_rng: np.random.Generator, action_space) -> None:
-    """Restore every RNG but the env's own (see `resume`)."""
+def restore_rng(state: dict, np_rng: np.random.Generator, action_spaces: list) -> None:
+    """Restore every RNG but the envs' own (see `resume`)."""
     random.setstate(state["python"])
     np_rng.bit_generator.state = state["numpy"]
     g = state["numpy_global"]
     np.random.set_state((g["name"], np.asarray(g["keys"], np.uint32), g["pos"], g["has_gauss"], g["gauss"]))
-    action_space.np_random.bit_generator.state = state["action_space"]
+    saved = as_list(state["action_space"])
+    if len(saved) != len(action_spaces):
+        raise WmrlError(f"the checkpoint holds {len(saved)} training envs' states, the run has {len(action_spaces)}",
+                        "resume with the train.num_envs the run was made with")
+    for space, s in zip(action_spaces, saved):
+        space.np_random.bit_generator.state = s
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -65,17 +82,17 @@ def save_checkpoint(run_dir: Path, agent, counters: dict, rng: dict, config: dic
     atomic_torch_save(payload, checkpoint_path(run_dir))
 
 
-def resume(run_dir: Path, agent, np_rng: np.random.Generator, action_space) -> tuple[dict, dict | None]:
+def resume(run_dir: Path, agent, np_rng: np.random.Generator, action_spaces: list) -> tuple[dict, list]:
     """Load the run's checkpoint into `agent` (on whatever device it lives) and the RNGs (see `restore`)."""
-    return restore(load_checkpoint(run_dir), agent, np_rng, action_space)
+    return restore(load_checkpoint(run_dir), agent, np_rng, action_spaces)
 
 
-def restore(ckpt: dict, agent, np_rng: np.random.Generator, action_space) -> tuple[dict, dict | None]:
-    """Put a loaded checkpoint into `agent` and the RNGs. Returns its counters and the env's RNG state
-    before its last reset (None if the env keeps no np_random)."""
+def restore(ckpt: dict, agent, np_rng: np.random.Generator, action_spaces: list) -> tuple[dict, list]:
+    """Put a loaded checkpoint into `agent` and the RNGs. Returns its counters and, per training env, its
+    RNG state before its last reset (None if the env keeps no np_random)."""
     agent.load_state_dict(ckpt["agent"])
-    restore_rng(ckpt["rng"], np_rng, action_space)
-    return ckpt["counters"], ckpt["rng"].get("env_before_reset")
+    restore_rng(ckpt["rng"], np_rng, action_spaces)
+    return ckpt["counters"], as_list(ckpt["rng"].get("env_before_reset"))
 
 
 def load_checkpoint(run_dir: Path) -> dict:

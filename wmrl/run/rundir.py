@@ -79,7 +79,8 @@ def check_resume(run_dir: Path, ckpt: dict, cfg) -> None:
     if cfg.train.steps < step:
         raise WmrlError(f"--steps {cfg.train.steps} is below the checkpoint's step {step}",
                         f"pass --steps {step} or more to continue the run")
-    saved = _flatten(ckpt.get("config") or {})
+    # A setting added to wmrl after the checkpoint was made is absent from it: the run had its default.
+    saved = {**_flatten(config_mod.to_dict(config_mod.Config())), **_flatten(ckpt.get("config") or {})}
     now = _flatten(config_mod.to_dict(cfg))
     changed = sorted(k for k in set(saved) | set(now) if k not in RESUME_MAY_CHANGE and saved.get(k) != now.get(k))
     if changed:

@@ -14,6 +14,10 @@ class TrainConfig:
     """Environment steps to train for (the x-axis of every metric)."""
     warmup: int = 1024
     """Steps of uniformly random actions before any update."""
+    num_envs: int = 1
+    """Training envs stepped together, their actions chosen in one batch (acting costs about the same for
+    a few envs as for one); each has a replay stream of its own. Every count here (steps, warmup,
+    train_ratio, the cadences) is in env steps summed over the envs."""
     train_ratio: float = 1.0
     """World-model and agent updates per environment step (STORM: 1)."""
     wm_batch: int = 16
@@ -42,7 +46,7 @@ class TrainConfig:
     health/nonfinite_updates); this many in a row stop the run with an error, its last checkpoint intact."""
 
     def validate(self) -> None:
-        for name in ("steps", "wm_batch", "wm_seq", "eval_every", "eval_episodes", "checkpoint_every", "log_every",
+        for name in ("steps", "num_envs", "wm_batch", "wm_seq", "eval_every", "eval_episodes", "checkpoint_every", "log_every",
                      "nonfinite_limit"):
             if getattr(self, name) <= 0:
                 raise WmrlError(f"train.{name}={getattr(self, name)} must be positive",
