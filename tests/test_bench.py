@@ -4,6 +4,7 @@ per-run results as an uninterrupted suite), the rliable report, the dry run and 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ import pytest
 import torch
 
 from wmrl.bench import runner
-from wmrl.bench.suite import load_suite
+from wmrl import config as config_mod
+from wmrl.bench.suite import ADDED_LATER, config_hash, load_suite
 from wmrl.cli import main
 from wmrl.errors import WmrlError
 
@@ -196,3 +198,15 @@ def test_a_suite_with_a_bad_run_is_refused_before_anything_runs(tmp_path, capsys
     path.write_text(SUITE.replace("seeds: [1, 2]", "seeds: [1, 2]\n    variants: {x: [storm.transformr.layers=2]}"))
     assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "storm.transformr" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_setting_added_later_keeps_the_ids_of_runs_made_before_it_at_its_old_value():
+    cfg = config_mod.build(["cartpole"], {"seed": 1}, [])
+    data = config_mod.to_dict(cfg)
+    data.pop("threads"), data.pop("device")
+    for section, key in ADDED_LATER:
+        del data[section][key]  # the config as runs made before these settings existed saved it
+    before = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+    assert config_hash(cfg) == before
+    cfg.train.num_envs = 4
+    assert config_hash(cfg) != before

@@ -85,10 +85,18 @@ class RunSpec:
         return f"{slug}-{self.world_model}-{self.behavior}-s{self.seed}-{config_hash(self.config())}"
 
 
+ADDED_LATER = {("train", "num_envs"): 1}
+"""Settings added after suites had been run, with the value every earlier run had: at that value they
+are left out of the hash, so the runs made before they existed keep their ids (and are not run again)."""
+
+
 def config_hash(cfg) -> str:
     """Hash of a resolved config without the fields that do not change what is learned."""
     data = config_mod.to_dict(cfg)
     data.pop("threads"), data.pop("device")
+    for (section, key), old in ADDED_LATER.items():
+        if data[section].get(key) == old:
+            del data[section][key]
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
