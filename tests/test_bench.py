@@ -210,3 +210,20 @@ def test_a_setting_added_later_keeps_the_ids_of_runs_made_before_it_at_its_old_v
     assert config_hash(cfg) == before
     cfg.train.num_envs = 4
     assert config_hash(cfg) != before
+
+
+def test_the_report_gives_the_median_time_to_a_target_over_the_runs_that_reached_it(tmp_path):
+    from wmrl.bench.report import time_to_target
+
+    path = tmp_path / "target.yaml"
+    path.write_text(SUITE.replace("overrides: [", "overrides: [train.stop_at_return=12, ").replace(
+        "world_models: [storm, rssm]", "world_models: [storm]").replace("seeds: [1, 2]", "seeds: [1, 2, 3]").replace(
+        "compare: [[storm+actor_critic, rssm+actor_critic]]\n", ""))
+    suite = load_suite(str(path))
+    runs = suite.runs()
+    results = [{"run_id": s.run_id, "label": s.label, "env": s.env, "stopped_at_target": s.seed != 2,
+                "train_minutes": float(s.seed), "steps_trained": 100 * s.seed} for s in runs]
+    (row,) = time_to_target(suite, results).values()
+    assert row["target"] == 12 and (row["runs"], row["reached"]) == (3, 2)
+    assert row["median_minutes"] == 2.0 and row["median_steps"] == 200 and row["steps"] == [100, 300]
+    assert time_to_target(suite, []) == {}

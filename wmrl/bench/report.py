@@ -158,6 +158,29 @@ def _plots(out: Path, mode: str, summary: dict, scores: dict[str, np.ndarray], c
     return files
 
 
+def time_to_target(suite: Suite, results: list[dict]) -> dict:
+    """Per configuration and task whose runs stop at a target return (train.stop_at_return): how many of
+    its finished runs reached it, and the median wall time (training, evaluations included) and env steps
+    to it over those runs, with every run's figures; {} if no run has a target."""
+    targets = {s.run_id: s.config().train.stop_at_return for s in suite.runs()}
+    out: dict = {}
+    for r in results:
+        target = targets.get(r["run_id"])
+        if target is None:
+            continue
+        row = out.setdefault(f"{r['label']} on {r['env']}", {"target": target, "runs": 0, "reached": 0,
+                                                               "minutes": [], "steps": []})
+        row["runs"] += 1
+        if r["stopped_at_target"]:
+            row["reached"] += 1
+            row["minutes"].append(r["train_minutes"])
+            row["steps"].append(r["steps_trained"])
+    for row in out.values():
+        row["median_minutes"] = float(np.median(row["minutes"])) if row["minutes"] else None
+        row["median_steps"] = float(np.median(row["steps"])) if row["steps"] else None
+    return out
+
+
 def build(suite: Suite, out: Path, command: str | None = None) -> dict:
     """Write the report of every finished run of `suite` in `out`; returns it."""
     results = [json.loads(p.read_text()) for p in (result_path(out, s) for s in suite.runs()) if p.exists()]
@@ -179,6 +202,7 @@ def build(suite: Suite, out: Path, command: str | None = None) -> dict:
         report["modes"][mode] = {"aggregate": summary, "per_task": per_task, "improvement": improvement(scores, pairs),
                                  "tasks": tasks, "seeds": {k: int(v.shape[0]) for k, v in scores.items()},
                                  "plots": files}
+    report["time_to_target"] = time_to_target(suite, results)
     report["runs"] = [{k: r[k] for k in ("label", "env", "seed", "steps", "steps_trained", "train_minutes",
                                         "stopped_at_target", "nonfinite_updates", "params_world_model", "commit")}
                       | {"final": {m: v["return_mean"] for m, v in r["final"].items()}} for r in results]
@@ -215,6 +239,17 @@ def markdown(suite: Suite, report: dict) -> str:
             lines += ["", "| X | Y | P(X > Y) [95% CI] |", "|---|---|---|"]
             lines += [f"| {p['x']} | {p['y']} | {p['p']:.2f} [{p['low']:.2f}, {p['high']:.2f}] |" for p in r["improvement"]]
         lines += [""] + [f"![{f}]({f})" for f in r["plots"]] + [""]
+    if report.get("time_to_target"):
+        lines += ["## Time to the target return", "",
+                  "Wall time includes the evaluations during training; medians over the runs that reached it.", "",
+                  "| configuration | target | reached | median min | median env steps | min per run | steps per run |",
+                  "|---|---:|---:|---:|---:|---|---|"]
+        for name, row in sorted(report["time_to_target"].items()):
+            med_min = "-" if row["median_minutes"] is None else f"{row['median_minutes']:.2f}"
+            med_steps = "-" if row["median_steps"] is None else f"{row['median_steps']:.0f}"
+            lines.append(f"| {name} | {row['target']:g} | {row['reached']} of {row['runs']} | {med_min} | {med_steps} | "
+                         f"{', '.join(f'{m:.2f}' for m in row['minutes'])} | {', '.join(map(str, row['steps']))} |")
+        lines.append("")
     lines += ["## Runs", "", "| configuration | task | seed | steps trained | final | train min |",
               "|---|---|---:|---:|---|---:|"]
     for run in sorted(report["runs"], key=lambda r: (r["label"], r["env"], r["seed"])):
