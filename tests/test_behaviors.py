@@ -268,6 +268,27 @@ def test_imagination_starts_are_observed_over_the_models_start_window(tmp_path, 
     assert asked == [(cfg.train.wm_batch, cfg.train.wm_seq), (6, length)]
 
 
+def test_rssm_imagination_can_start_from_the_states_its_loss_filtered(tmp_path, monkeypatch):
+    """rssm.imagine_from=loss: one replay sample per update (the loss's), and the behaviour learns from
+    imag_batch of the loss's states; a training sequence too short for its burn-in is refused."""
+    overrides = ["world_model=rssm", "rssm.imagine_from=loss", "rssm.burn_in=4", "actor_critic.imag_batch=6",
+                 "train.wm_batch=4", "train.wm_seq=6"]
+    cfg = config_mod.build(["debug"], {"seed": 0}, overrides)
+    _, spec, agent, replay = build(cfg, tmp_path, setup_torch(cfg))
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        replay.add(rng.standard_normal(spec.obs_shape), int(rng.integers(2)), 1.0, t % 20 == 19, t % 20 == 0)
+    asked, starts = [], []
+    sample = replay.sample
+    replay.sample = lambda batch, length, rng: asked.append((batch, length)) or sample(batch, length, rng)
+    learn = agent.behavior.learn
+    monkeypatch.setattr(agent.behavior, "learn", lambda wm, start: starts.append(start) or learn(wm, start))
+    agent.update(replay, rng)
+    assert asked == [(4, 6)] and starts[0].h.shape[0] == 6
+    with pytest.raises(WmrlError, match="train.wm_seq >= 6"):
+        config_mod.build(["debug"], {"seed": 0}, overrides[:-1] + ["train.wm_seq=5"])
+
+
 def test_imagined_steps_after_a_predicted_termination_do_not_train_the_actor_or_critic():
     """A rollout that ends at step k (cont_k = 0): what it imagines afterwards is never reached, so
     changing those states, actions and rewards must leave both losses as they were. Rewards are small,

@@ -56,3 +56,20 @@ def test_an_episode_start_has_the_learned_initial_state():
     m.train()
     m.loss(b)[0].backward()
     assert m.initial_weight.grad is not None and m.initial_weight.grad.abs().sum() > 0
+
+
+def test_starts_from_the_loss_are_the_states_observing_the_same_rows_gives():
+    """rssm.imagine_from=loss: the states the loss hands on for imagination at the last rows of each
+    sequence are those `observe_sequence` filters over the same rows (the same latent draws)."""
+    m = make_model("rssm").train()
+    b = batch("vector", B=3, T=10)
+    torch.manual_seed(5)
+    _, _, starts = m.loss_and_starts(b, 2)
+    assert starts.h.shape[0] == starts.z.shape[0] == 6 and not starts.h.requires_grad
+    for row, t in [(0, 8), (1, 9), (4, 8), (5, 9)]:  # sequence-major: sequence row // 2, position T - 2 + row % 2
+        seq = row // 2
+        torch.manual_seed(5)
+        with torch.no_grad():
+            want = m.observe_sequence(b["obs"][:, :t + 1], b["action"][:, :t + 1], b["is_first"][:, :t + 1])
+        assert torch.allclose(starts.h[row], want.h[seq], atol=1e-6)
+        assert torch.allclose(starts.z[row], want.z[seq], atol=1e-6)

@@ -209,9 +209,9 @@ def _validate_models(cfg: Config) -> None:
         return
     if cfg.behavior == "cmaes":
         if cfg.cmaes.where == "dream":
-            _require_start_windows(cfg, "cmaes.context", cfg.cmaes.context)
+            _require_start_windows(cfg, "cmaes.context", cfg.cmaes.context, cfg.cmaes.rollouts)
         return
-    _require_start_windows(cfg, "actor_critic.imag_context", ac.imag_context)
+    _require_start_windows(cfg, "actor_critic.imag_context", ac.imag_context, ac.imag_batch)
     if cfg.world_model == "storm" and cfg.storm.history + ac.horizon > cfg.storm.transformer.context:
         raise WmrlError(f"storm.history={cfg.storm.history} plus actor_critic.horizon={ac.horizon} exceeds "
                         f"storm.transformer.context={cfg.storm.transformer.context}: imagination would slide past "
@@ -219,9 +219,18 @@ def _validate_models(cfg: Config) -> None:
                         f"set storm.history <= {cfg.storm.transformer.context - ac.horizon}")
 
 
-def _require_start_windows(cfg: Config, key: str, context: int) -> None:
-    """Warm-up must leave replay windows as long as an imagination start (WorldModel.start_length)."""
+def _require_start_windows(cfg: Config, key: str, context: int, count: int) -> None:
+    """Warm-up must leave replay windows as long as an imagination start (WorldModel.start_length); `count`
+    starts taken from the loss's sequences (rssm.imagine_from=loss) must each be filtered over burn_in rows."""
     section = getattr(cfg, cfg.world_model)
+    if getattr(section, "imagine_from", "replay") == "loss":
+        tc, per = cfg.train, -(-count // cfg.train.wm_batch)
+        if tc.wm_seq - per < section.burn_in:
+            raise WmrlError(f"{cfg.world_model}.imagine_from=loss takes {count} starts from the last {per} rows of "
+                            f"each of train.wm_batch={tc.wm_batch} sequences of train.wm_seq={tc.wm_seq}, which "
+                            f"leaves fewer than {cfg.world_model}.burn_in={section.burn_in} rows before them",
+                            f"set train.wm_seq >= {section.burn_in + per}, or lower {cfg.world_model}.burn_in")
+        return
     length = section.start_length(context)
     if cfg.train.warmup < length:
         what = (f"storm.history={section.history}" if cfg.world_model == "storm" else

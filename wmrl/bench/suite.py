@@ -85,7 +85,7 @@ class RunSpec:
         return f"{slug}-{self.world_model}-{self.behavior}-s{self.seed}-{config_hash(self.config())}"
 
 
-ADDED_LATER = {("train", "num_envs"): 1}
+ADDED_LATER = {("train", "num_envs"): 1, ("rssm", "imagine_from"): "replay"}
 """Settings added after suites had been run, with the value every earlier run had: at that value they
 are left out of the hash, so the runs made before they existed keep their ids (and are not run again)."""
 

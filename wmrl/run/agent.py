@@ -88,16 +88,25 @@ class Agent:
     def update(self, replay: Replay, rng: np.random.Generator) -> dict[str, float]:
         """One world-model step on replay sequences, then one behaviour step from replayed start states."""
         tc = self.cfg.train
+        learn = self.behavior.starts is not None and self.wm.ready_to_imagine
+        from_loss = learn and getattr(self.wm.cfg, "imagine_from", "replay") == "loss"
         self.wm.train()
         with self.autocast():
-            loss, metrics = self.wm.loss(self.to_tensors(replay.sample(tc.wm_batch, tc.wm_seq, rng)))
+            data = self.to_tensors(replay.sample(tc.wm_batch, tc.wm_seq, rng))
+            if from_loss:  # the loss's own filtered states start the imagination (rssm.imagine_from)
+                count = self.behavior.starts[0]
+                loss, metrics, start = self.wm.loss_and_starts(data, -(-count // tc.wm_batch))
+                start = self.wm.select(start, torch.arange(count, device=self.device))
+            else:
+                loss, metrics = self.wm.loss(data)
         metrics["wm/grad_norm"] = optimizer_step(loss, self.wm, self.wm_opt, self.wm_optim_cfg)
         self.wm.eval()
-        if self.behavior.starts is not None and self.wm.ready_to_imagine:
-            batch, context = self.behavior.starts
-            ctx = self.to_tensors(replay.sample(batch, self.wm.start_length(context), rng))
-            with torch.no_grad(), self.autocast():
-                start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
+        if learn:
+            if not from_loss:
+                batch, context = self.behavior.starts
+                ctx = self.to_tensors(replay.sample(batch, self.wm.start_length(context), rng))
+                with torch.no_grad(), self.autocast():
+                    start = self.wm.observe_sequence(ctx["obs"], ctx["action"], ctx["is_first"])
             with self.autocast():
                 metrics.update(self.behavior.learn(self.wm, start))
         return metrics

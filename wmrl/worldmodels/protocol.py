@@ -134,6 +134,13 @@ class WorldModel(nn.Module):
         """Training loss on replay sequences (keys obs, action, reward, terminal, is_first; (B, T, ...))."""
         raise NotImplementedError
 
+    def loss_and_starts(self, batch: dict[str, torch.Tensor], per_sequence: int
+                        ) -> tuple[torch.Tensor, dict[str, float], Any]:
+        """`loss` and, as imagination starts, the states the loss filtered at the last `per_sequence` rows
+        of every sequence: B * per_sequence states without gradient, sequence-major (models whose config
+        has imagine_from=loss)."""
+        raise NotImplementedError
+
     def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:
         """(..., F) features -> (..., *obs_shape) predicted observations in the environment's units."""
         raise NotImplementedError

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from wmrl.errors import require_positive
+from wmrl.errors import WmrlError, require_positive
 from wmrl.nets.categorical import balanced_kl, draw, onehot_of, unimix_logits
 from wmrl.nets.encoders import make_decoder, make_encoder
 from wmrl.nets.gru import LayerNormGRUCell
@@ -32,6 +32,9 @@ from wmrl.nets.mlp import MLP
 from wmrl.worldmodels.model_config import CategoricalLatentConfig
 from wmrl.worldmodels.outcome_heads import OutcomeHeads
 from wmrl.worldmodels.protocol import Policy, Rollout, WorldModel, next_actions, total_loss
+
+
+IMAGINE_FROM = ("replay", "loss")
 
 
 @dataclass
@@ -46,9 +49,18 @@ class RssmConfig(CategoricalLatentConfig):
     the whole episode by 27 on average, over 32 steps by 4, over 64 by 0.6 (benchmarks/results/
     session9_rssm_burn_in.md). 32 costs 38% more per CartPole update, 64 costs 79%."""
 
+    imagine_from: str = "replay"
+    """Where imagination starts come from. replay: windows of their own, burn_in + the behaviour's context
+    rows, filtered apart from the world-model batch (on CartPole 128 windows of 40 rows, 36% of an
+    update). loss: the posterior states the world-model loss has filtered anyway, at the last rows of
+    each training sequence (DreamerV3 starts from every row of its batch), each filtered over at least
+    burn_in rows; it needs train.wm_seq >= burn_in + imag_batch / wm_batch."""
+
     def validate(self, section: str) -> None:
         super().validate(section)
         require_positive(section, self, "deter", "hidden")
+        if self.imagine_from not in IMAGINE_FROM:
+            raise WmrlError(f"{section}.imagine_from={self.imagine_from!r} is not known", "use replay or loss")
 
 
 @dataclass
@@ -151,6 +163,16 @@ class Rssm(WorldModel):
         return Rollout(feat, torch.stack(actions, 1), reward, cont)
 
     def loss(self, batch):
+        loss, metrics, _ = self._loss(batch)
+        return loss, metrics
+
+    def loss_and_starts(self, batch, per_sequence: int):
+        """See WorldModel.loss_and_starts: the filtered states [z_t, h_t] of the last rows."""
+        loss, metrics, seq = self._loss(batch)
+        h, z = seq["h"][:, -per_sequence:].detach(), seq["z"][:, -per_sequence:].detach()
+        return loss, metrics, RssmState(h.reshape(-1, h.shape[-1]), z.reshape(-1, z.shape[-1]))
+
+    def _loss(self, batch):
         obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]
         B, T = is_first.shape
         seq, _ = self._scan(self.initial(B), self.encoder(obs), action, is_first, torch.zeros_like(action[:, 0]),
@@ -167,7 +189,7 @@ class Rssm(WorldModel):
         prior = self._categorical(self.prior_head(h))  # prior of z_t from h_t (h = h0 at a start)
         kl, metrics = balanced_kl(seq["post"], prior, torch.ones_like(reward), self.cfg.free_bits,
                                   self.cfg.kl_dyn, self.cfg.kl_rep)
-        return total_loss({"recon": recon, "reward": reward, "terminal": terminal}, kl, metrics)
+        return (*total_loss({"recon": recon, "reward": reward, "terminal": terminal}, kl, metrics), seq)
 
     def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:
         return self.decoder.to_obs(self.decoder(feat))
