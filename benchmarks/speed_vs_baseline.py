@@ -33,11 +33,12 @@ def checkout(commit: str) -> Path:
     return path
 
 
-def measure(tree: Path, preset: str, world_model: str, threads: int, updates: int, acts: int) -> dict:
+def measure(tree: Path, preset: str, world_model: str, threads: int, updates: int, acts: int,
+            extra: list[str]) -> dict:
     name = f"_speed_{preset}_{world_model}"
+    sets = [f"world_model={world_model}", "behavior=actor_critic", f"threads={threads}", *extra]
     cmd = [sys.executable, str(tree / "benchmarks" / "update_cost.py"), "--preset", preset, "--updates", str(updates),
-           "--acts", str(acts), "--set", f"world_model={world_model}", "--set", "behavior=actor_critic",
-           "--set", f"threads={threads}", "--name", name]
+           "--acts", str(acts), "--name", name] + [a for kv in sets for a in ("--set", kv)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True, text=True)
     path = tree / "benchmarks" / "results" / f"{name}.json"
@@ -47,11 +48,11 @@ def measure(tree: Path, preset: str, world_model: str, threads: int, updates: in
     return result
 
 
-def samples_per_update(tree: Path, preset: str, world_model: str) -> dict:
+def samples_per_update(tree: Path, preset: str, world_model: str, extra: list[str]) -> dict:
     """Replayed world-model rows and imagination starts per update, and updates per env step, of a checkout's preset."""
-    code = ("import json; from wmrl import config as c; g = c.build([%r], {}, ['world_model=%s', 'behavior=actor_critic']); "
+    code = ("import json; from wmrl import config as c; g = c.build([%r], {}, %r); "
             "t = g.train; print(json.dumps({'wm_rows': t.wm_batch * t.wm_seq, 'starts': g.actor_critic.imag_batch, "
-            "'train_ratio': t.train_ratio}))") % (preset, world_model)
+            "'train_ratio': t.train_ratio}))") % (preset, [f"world_model={world_model}", "behavior=actor_critic", *extra])
     out = subprocess.run([sys.executable, "-c", code], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -66,22 +67,25 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--updates", type=int, default=10)
     p.add_argument("--acts", type=int, default=200)
+    p.add_argument("--now-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for this checkout only (a setting the baseline lacks), repeatable")
     p.add_argument("--name", default=None, help="results name (default: speed_vs_<commit>)")
     args = p.parse_args()
     trees = {"baseline": checkout(args.baseline_commit), "now": ROOT}
+    extra = {"baseline": [], "now": args.now_set}
     rows, payload = [], {"baseline_commit": args.baseline_commit, "rounds": args.rounds, "threads": args.threads,
-                         "configs": {}}
+                         "now_overrides": args.now_set, "configs": {}}
     for preset in args.presets:
         for wm in args.world_models:
             got: dict[str, list[dict]] = {"baseline": [], "now": []}
             for r in range(args.rounds):
                 for side in (("baseline", "now") if r % 2 == 0 else ("now", "baseline")):
-                    got[side].append(measure(trees[side], preset, wm, args.threads, args.updates, args.acts))
+                    got[side].append(measure(trees[side], preset, wm, args.threads, args.updates, args.acts, extra[side]))
                     print(f"{preset} {wm} round {r} {side}: update {got[side][-1]['update_ms']:.0f} ms, "
                           f"act {got[side][-1]['act_ms']:.2f} ms", flush=True)
             summary = {}
             for side, runs in got.items():
-                size = samples_per_update(trees[side], preset, wm)
+                size = samples_per_update(trees[side], preset, wm, extra[side])
                 update = statistics.median(x["update_ms"] for x in runs)
                 summary[side] = {"update_ms": update, "act_ms": statistics.median(x["act_ms"] for x in runs),
                                  "update_ms_rounds": [x["update_ms"] for x in runs],
@@ -95,7 +99,8 @@ def main() -> None:
                         f"{b['update_ms_per_env_step']:.1f} | {n['update_ms_per_env_step']:.1f} | "
                         f"{ratios['update_per_env_step']:.2f}x | {b['act_ms']:.2f} | {n['act_ms']:.2f} | "
                         f"{ratios['act']:.2f}x |")
-    table = (f"Medians over {args.rounds} alternated rounds, threads={args.threads}, actor-critic; ratio = baseline / now.\n\n"
+    table = (f"Medians over {args.rounds} alternated rounds, threads={args.threads}, actor-critic; ratio = baseline / now; "
+             f"overrides of this checkout only: {' '.join(args.now_set) or 'none'}. Acting is per env step.\n\n"
              f"| preset | world model | update ms {args.baseline_commit} | update ms now | update ratio | "
              "update ms per env step (base) | (now) | ratio | act ms (base) | act ms (now) | act ratio |\n"
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
