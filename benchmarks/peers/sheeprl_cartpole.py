@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -84,22 +85,30 @@ def overrides(args: argparse.Namespace, log_root: Path) -> list[str]:
     ]
 
 
-def train(py: Path, cfg: list[str], threads: int, work: Path) -> tuple[Path, float]:
-    """Run sheeprl in `work` (emptied first); returns its log directory and the process's wall seconds."""
+def train(py: Path, cfg: list[str], threads: int, work: Path, minutes: float | None) -> tuple[Path, float, bool]:
+    """Run sheeprl in `work` (emptied first), stopped after `minutes` of wall time if given (its checkpoints
+    so far are kept); returns its log directory, the process's wall seconds and whether it was stopped."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     print(f"training sheeprl, its output in {work / 'train.log'}", file=sys.stderr)
-    start = time.monotonic()
+    start, stopped = time.monotonic(), False
     with open(work / "train.log", "w") as log:
-        proc = subprocess.run([str(py), "-m", "sheeprl", *cfg], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(py), "-m", "sheeprl", *cfg], cwd=work, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=None if minutes is None else 60 * minutes)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            stopped = True
     seconds = time.monotonic() - start
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not stopped:
         raise SystemExit(f"sheeprl failed ({proc.returncode}):\n{(work / 'train.log').read_text()[-4000:]}")
     configs = sorted(work.glob("logs/**/config.yaml"))
     if len(configs) != 1:
         raise SystemExit(f"expected one sheeprl config.yaml under {work}/logs, found {configs}")
-    return configs[0].parent, seconds
+    return configs[0].parent, seconds, stopped
 
 
 def evaluate(py: Path, log_dir: Path, episodes: int, target: float, threads: int) -> dict:
@@ -154,6 +163,9 @@ def main() -> None:
     p.add_argument("--replay-ratio", type=float, default=1.0,
                    help="gradient steps per env step (exp=dreamer_v3's value; wmrl's CartPole train_ratio is 0.2)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra sheeprl override, repeatable")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop training after this much wall time (e.g. 3x wmrl's time to the target) and score the "
+                        "checkpoints written so far")
     p.add_argument("--name", default="peers_sheeprl_cartpole", help="results name")
     p.add_argument("--setup-only", action="store_true", help="make the venv and stop")
     args = p.parse_args()
@@ -162,12 +174,13 @@ def main() -> None:
         return
     work = WORK / f"seed{args.seed}"
     cfg = overrides(args, work / "logs")
-    log_dir, process_seconds = train(py, cfg, args.threads, work)
+    log_dir, process_seconds, stopped = train(py, cfg, args.threads, work, args.minutes)
     r = summarize(evaluate(py, log_dir, args.episodes, args.target, args.threads), log_dir, args.target)
     save(args.name, {"library": f"sheeprl {SHEEPRL}", "torch": TORCH, "seed": args.seed, "steps": args.steps,
                      "threads": args.threads, "replay_ratio": args.replay_ratio, "episodes": args.episodes,
                      "target": args.target, "sheeprl_command": f"python -m sheeprl {' '.join(cfg)}", "overrides": cfg,
-                     "process_seconds": process_seconds, **r}, markdown(args, r))
+                     "process_seconds": process_seconds, "minutes_limit": args.minutes, "stopped_at_limit": stopped,
+                     **r}, markdown(args, r))
 
 
 if __name__ == "__main__":
