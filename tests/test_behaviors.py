@@ -268,6 +268,22 @@ def test_imagination_starts_are_observed_over_the_models_start_window(tmp_path, 
     assert asked == [(cfg.train.wm_batch, cfg.train.wm_seq), (6, length)]
 
 
+def test_the_behaviour_learns_from_the_update_whose_world_model_step_makes_the_dream_ready(tmp_path):
+    """V-M-C: the update that completes V's phase (its loss counts the update) already trains the behaviour."""
+    cfg = config_mod.build(["debug"], {"seed": 0}, ["world_model=mdnrnn", "actor_critic.imag_batch=6"])
+    _, spec, agent, replay = build(cfg, tmp_path, setup_torch(cfg))
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        replay.add(rng.standard_normal(spec.obs_shape), int(rng.integers(2)), 1.0, t % 20 == 19, t % 20 == 0)
+    agent.wm.updates.fill_(cfg.mdnrnn.vae_updates - 1)
+    assert not agent.wm.ready_to_imagine
+    learned = []
+    learn = agent.behavior.learn
+    agent.behavior.learn = lambda wm, start: learned.append(1) or learn(wm, start)
+    agent.update(replay, rng)
+    assert agent.wm.ready_to_imagine and learned == [1]
+
+
 def test_rssm_imagination_can_start_from_the_states_its_loss_filtered(tmp_path, monkeypatch):
     """rssm.imagine_from=loss: one replay sample per update (the loss's), and the behaviour learns from
     imag_batch of the loss's states; a training sequence too short for its burn-in is refused."""

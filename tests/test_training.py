@@ -216,3 +216,13 @@ def test_a_checkpoint_made_before_a_setting_existed_resumes_with_its_default(tmp
     torch.save(ckpt, path)
     with pytest.raises(WmrlError, match="num_envs"):
         train(cfg, tmp_path / "run", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["train.steps=150", "train.num_envs=4"], "train.steps=150 is not a multiple of train.num_envs=4"),
+    (["train.num_envs=10"], "train.warmup=64 leaves each of train.num_envs=10 envs"),
+    (["behavior=cmaes", "cmaes.where=real", "train.num_envs=2"], "cmaes.where=real"),
+])
+def test_settings_several_training_envs_cannot_honour_are_refused(overrides, match):
+    with pytest.raises(WmrlError, match=match):
+        config_mod.build(["debug"], {"seed": 0}, overrides)

@@ -177,9 +177,11 @@ def validate(cfg: Config) -> None:
     cfg.env.validate()
     cfg.replay.validate()
     cfg.train.validate()
-    if cfg.replay.capacity < cfg.train.wm_seq:
-        raise WmrlError(f"replay.capacity={cfg.replay.capacity} holds fewer steps than one training sequence "
-                        f"(train.wm_seq={cfg.train.wm_seq})", f"set replay.capacity >= {cfg.train.wm_seq}")
+    n = cfg.train.num_envs  # each env's replay stream holds 1 / n of the capacity and of the warm-up
+    if cfg.replay.capacity // n < cfg.train.wm_seq:
+        raise WmrlError(f"replay.capacity={cfg.replay.capacity} holds fewer steps per training env (train.num_envs={n}) "
+                        f"than one training sequence (train.wm_seq={cfg.train.wm_seq})",
+                        f"set replay.capacity >= {n * cfg.train.wm_seq}")
     _validate_models(cfg)
 
 
@@ -202,12 +204,16 @@ def _validate_models(cfg: Config) -> None:
         raise WmrlError(f"train.wm_seq={tc.wm_seq} is longer than storm.transformer.context="
                         f"{cfg.storm.transformer.context}", "make the training sequences at most as long as the "
                         "attention window")
-    if tc.warmup < tc.wm_seq:
-        raise WmrlError(f"train.warmup={tc.warmup} is shorter than a training sequence (train.wm_seq={tc.wm_seq})",
-                        "set train.warmup >= train.wm_seq")
+    if tc.warmup // tc.num_envs < tc.wm_seq:
+        raise WmrlError(f"train.warmup={tc.warmup} leaves each of train.num_envs={tc.num_envs} envs fewer steps than a "
+                        f"training sequence (train.wm_seq={tc.wm_seq})", f"set train.warmup >= {tc.num_envs * tc.wm_seq}")
     if cfg.behavior == "cem":
         return
     if cfg.behavior == "cmaes":
+        if cfg.cmaes.where == "real" and tc.num_envs > 1:
+            raise WmrlError("cmaes.where=real plays each training episode with one candidate in turn, which several "
+                            f"envs stepping together (train.num_envs={tc.num_envs}) would share",
+                            "use train.num_envs=1 with cmaes.where=real, or cmaes.where=dream")
         if cfg.cmaes.where == "dream":
             _require_start_windows(cfg, "cmaes.context", cfg.cmaes.context, cfg.cmaes.rollouts)
         return
@@ -232,11 +238,12 @@ def _require_start_windows(cfg: Config, key: str, context: int, count: int) -> N
                             f"set train.wm_seq >= {section.burn_in + per}, or lower {cfg.world_model}.burn_in")
         return
     length = section.start_length(context)
-    if cfg.train.warmup < length:
+    if cfg.train.warmup // cfg.train.num_envs < length:
         what = (f"storm.history={section.history}" if cfg.world_model == "storm" else
                 f"{cfg.world_model}.burn_in={section.burn_in} plus {key}={context}")
-        raise WmrlError(f"train.warmup={cfg.train.warmup} is shorter than an imagination start's window ({what})",
-                        f"set train.warmup >= {length}")
+        raise WmrlError(f"train.warmup={cfg.train.warmup} leaves each of train.num_envs={cfg.train.num_envs} envs fewer "
+                        f"steps than an imagination start's window ({what})",
+                        f"set train.warmup >= {cfg.train.num_envs * length}")
 
 
 def to_dict(cfg: Config) -> dict:

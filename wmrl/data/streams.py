@@ -36,6 +36,11 @@ class StreamReplay:
         return sum(len(s) for s in self.streams)
 
     @property
+    def longest_window(self) -> int:
+        """The longest window `sample` can draw: the shortest stream's length."""
+        return min(len(s) for s in self.streams)
+
+    @property
     def total_added(self) -> int:
         return sum(s.total_added for s in self.streams)
 
@@ -44,8 +49,8 @@ class StreamReplay:
         self.streams[stream].add(obs, action, reward, terminal, is_first)
 
     def sample(self, batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """`batch` windows of `length` steps, each inside one stream (see Replay.sample); the rows of a
-        stream come together, streams in order."""
+        """`batch` windows of `length` steps, each inside one stream (see Replay.sample), in random order
+        (a caller taking the first rows gets no stream more often than another)."""
         if len(self.streams) == 1:
             return self.streams[0].sample(batch, length, rng)
         windows = np.array([max(len(s) - length + 1, 0) for s in self.streams], np.float64)
@@ -53,7 +58,8 @@ class StreamReplay:
             raise ValueError(f"cannot sample sequences of length {length}: no stream holds that many steps")
         counts = rng.multinomial(batch, windows / windows.sum())
         parts = [s.sample(int(n), length, rng) for s, n in zip(self.streams, counts) if n]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        order = rng.permutation(batch)
+        return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0]}
 
     def flush(self) -> None:
         for s in self.streams:

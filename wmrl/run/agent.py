@@ -88,8 +88,7 @@ class Agent:
     def update(self, replay: Replay, rng: np.random.Generator) -> dict[str, float]:
         """One world-model step on replay sequences, then one behaviour step from replayed start states."""
         tc = self.cfg.train
-        learn = self.behavior.starts is not None and self.wm.ready_to_imagine
-        from_loss = learn and getattr(self.wm.cfg, "imagine_from", "replay") == "loss"
+        from_loss = self.behavior.starts is not None and getattr(self.wm.cfg, "imagine_from", "replay") == "loss"
         self.wm.train()
         with self.autocast():
             data = self.to_tensors(replay.sample(tc.wm_batch, tc.wm_seq, rng))
@@ -101,7 +100,8 @@ class Agent:
                 loss, metrics = self.wm.loss(data)
         metrics["wm/grad_norm"] = optimizer_step(loss, self.wm, self.wm_opt, self.wm_optim_cfg)
         self.wm.eval()
-        if learn:
+        # Readiness only after the step: a model's loss may be what makes it ready (V-M-C's V phase).
+        if self.behavior.starts is not None and self.wm.ready_to_imagine:
             if not from_loss:
                 batch, context = self.behavior.starts
                 ctx = self.to_tensors(replay.sample(batch, self.wm.start_length(context), rng))

@@ -139,9 +139,11 @@ def _check_out(out: Path, is_image: bool) -> None:
 def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto") -> dict:
     cfg, agent, replay = load_run(run_dir, device)
     context = agent.wm.start_length(cfg.actor_critic.imag_context)
-    if len(replay) < context + 1:
-        raise WmrlError(f"the run's replay holds {len(replay)} steps, too few for a dream", "train the run longer first")
-    length = min(context + horizon, len(replay))
+    stored = replay.longest_window  # a window lies inside one training env's stream
+    if stored < context + 1:
+        raise WmrlError(f"the run's replay holds {stored} steps per training env, too few for a dream",
+                        "train the run longer first")
+    length = min(context + horizon, stored)
     seq, usable = _pick_segment(replay, length, np.random.default_rng(seed))
     if horizon > usable - context:
         raise WmrlError(f"--horizon {horizon} is longer than the replay's longest stretch of one episode after a "

@@ -51,6 +51,11 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise WmrlError(f"train.{name}={getattr(self, name)} must be positive",
                                 f"set --set train.{name}=<positive integer>")
+        for name in ("steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) % self.num_envs:
+                raise WmrlError(f"train.{name}={getattr(self, name)} is not a multiple of train.num_envs={self.num_envs}: "
+                                "the envs step together, so the run could not stop, evaluate or checkpoint there",
+                                f"make train.{name} a multiple of {self.num_envs}")
         if self.warmup < 0 or self.eval_max_steps < 0:
             raise WmrlError("train.warmup and train.eval_max_steps must be >= 0", "use 0 or a positive count")
         if self.eval_policy not in POLICIES:
