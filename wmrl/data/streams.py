@@ -36,8 +36,8 @@ class StreamReplay:
         return sum(len(s) for s in self.streams)
 
     @property
-    def longest_window(self) -> int:
-        """The longest window `sample` can draw: the shortest stream's length."""
+    def shortest_stream(self) -> int:
+        """Steps held by the shortest stream: the longest window `sample` can always draw."""
         return min(len(s) for s in self.streams)
 
     @property

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from wmrl.behavior.registry import build_behavior
-from wmrl.data.replay import Replay
+from wmrl.data.streams import StreamReplay
 from wmrl.envs.factory import EnvSpec
 from wmrl.errors import WmrlError
 from wmrl.nets.optim import make_optimizer, optimizer_step
@@ -85,7 +85,7 @@ class Agent:
     def to_tensors(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()}
 
-    def update(self, replay: Replay, rng: np.random.Generator) -> dict[str, float]:
+    def update(self, replay: StreamReplay, rng: np.random.Generator) -> dict[str, float]:
         """One world-model step on replay sequences, then one behaviour step from replayed start states."""
         tc = self.cfg.train
         from_loss = self.behavior.starts is not None and getattr(self.wm.cfg, "imagine_from", "replay") == "loss"

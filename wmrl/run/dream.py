@@ -139,7 +139,7 @@ def _check_out(out: Path, is_image: bool) -> None:
 def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto") -> dict:
     cfg, agent, replay = load_run(run_dir, device)
     context = agent.wm.start_length(cfg.actor_critic.imag_context)
-    stored = replay.longest_window  # a window lies inside one training env's stream
+    stored = replay.shortest_stream  # a window lies inside one training env's stream
     if stored < context + 1:
         raise WmrlError(f"the run's replay holds {stored} steps per training env, too few for a dream",
                         "train the run longer first")

@@ -22,8 +22,9 @@ from wmrl.envs.factory import EnvConfig, make_env
 POLICIES = ("greedy", "sample", "both")
 MAX_BATCH = 32
 """Episodes played at once; more are played in successive groups (bounds memory for planners). The
-protocols' 20-episode evaluations fit one group: acting for 20 envs costs little more than for one,
-so a second group would nearly double an evaluation's time."""
+protocols' 20-episode evaluations fit one group: a batched act costs far less than one act per env
+(four CartPole envs cost STORM 1.3x one env's act, benchmarks/results/speed_cartpole_*.md), so a second
+group of a few episodes adds nearly as much time as the first."""
 
 
 def make_eval_envs(cfg: EnvConfig, seed: int, episodes: int) -> list[gym.Env]:
