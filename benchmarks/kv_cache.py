@@ -14,6 +14,7 @@ import time
 import torch
 
 from common import save
+from wmrl.envs.spaces import ActionSpace
 from wmrl.worldmodels.storm import Storm, StormConfig
 from wmrl.worldmodels.storm_transformer import TransformerConfig
 
@@ -43,7 +44,7 @@ def main() -> None:
     torch.manual_seed(0)
     # STORM's paper transformer (2 layers, width 512, 8 heads, FFN 1024); window 128 so context 64 + steps fit.
     cfg = StormConfig(transformer=TransformerConfig(layers=2, width=512, heads=8, ffn=1024, context=128))
-    model = Storm(cfg, (4,), False, 2).eval()
+    model = Storm(cfg, (4,), False, ActionSpace.discrete(2)).eval()
     rows = []
     for context in (8, 16, 32, 64):
         entry = {"context": context}

@@ -1,7 +1,8 @@
 """Tiny user-style environments, registered on import, for ``module:EnvId`` tests.
 
 ``WmrlTestGrid-v0`` has an RGB image observation and Discrete actions (what wmrl supports);
-``WmrlTestDictObs-v0`` has a Dict observation (what it does not).
+``WmrlTestDictObs-v0`` has a Dict observation (what it does not); ``WmrlBoxSign-v0`` has Box actions in
+[-2, 2] (its unbounded and 2-D variants are refused).
 """
 
 from __future__ import annotations
@@ -102,6 +103,35 @@ class LivesEnv(gym.Env):
         return self._obs(), 1.0, self._lives == 0, False, {"lives": self._lives}
 
 
+class BoxSignEnv(gym.Env):
+    """A contextual bandit with Box actions over 16 steps: the observation is +1 or -1 at random and the
+    reward is -|a - obs| for an action a in [-2, 2] (wmrl's normalised action 0.5 * obs is best).
+    Random play scores ~-20 per episode, the best policy 0. `last_action` is what the env received.
+    `low`, `high` and `shape` make the unsupported variants (unbounded, 2-D)."""
+
+    LENGTH = 16
+
+    def __init__(self, low=-2.0, high=2.0, shape=(1,)):
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Box(low, high, shape=shape, dtype=np.float32)
+        self.last_action = None
+
+    def _draw(self) -> np.ndarray:
+        self._sign = 2.0 * float(self.np_random.integers(0, 2)) - 1.0
+        return np.array([self._sign], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._draw(), {}
+
+    def step(self, action):
+        self.last_action = np.array(action, copy=True)
+        reward = -abs(float(np.asarray(action).reshape(-1)[0]) - self._sign)
+        self._t += 1
+        return self._draw(), reward, False, self._t >= self.LENGTH, {}
+
+
 class NonFiniteEnv(gym.Env):
     """A 2-D vector env that returns a NaN observation (or reward) on its 40th step."""
 
@@ -127,6 +157,10 @@ for _id, _cls in [("WmrlTestGrid-v0", GridEnv), ("WmrlTestDictObs-v0", DictObsEn
                    ("WmrlSignBandit-v0", SignBanditEnv), ("WmrlLives-v0", LivesEnv)]:
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_cls, max_episode_steps=50)
+for _id, _kwargs in [("WmrlBoxSign-v0", {}), ("WmrlBoxUnbounded-v0", {"low": -np.inf, "high": np.inf}),
+                     ("WmrlBox2D-v0", {"shape": (2, 2)})]:
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=BoxSignEnv, max_episode_steps=50, kwargs=_kwargs)
 for _id, _where in [("WmrlNanObs-v0", "obs"), ("WmrlNanReward-v0", "reward")]:
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=NonFiniteEnv, max_episode_steps=100, kwargs={"where": _where})

@@ -17,6 +17,7 @@ from wmrl.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from wmrl.behavior.cem import CemConfig, CemPlanner, modal_action, refit
 from wmrl.behavior.cmaes import CmaesConfig, CmaesController
 from wmrl.behavior.returns import discounted_return, lambda_returns
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError
 from wmrl.run.trainer import build, setup_torch
 from wmrl.worldmodels.protocol import Rollout, WorldModel
@@ -63,7 +64,7 @@ class _TargetModel(WorldModel):
 
     def __init__(self, target: torch.Tensor, num_actions: int):
         super().__init__()
-        self.target, self.num_actions, self.feat_dim, self.latent_dim = target, num_actions, 1, 0
+        self.target, self.action, self.feat_dim, self.latent_dim = target, ActionSpace.discrete(num_actions), 1, 0
 
     def imagine(self, state, policy, horizon):
         B = state.x.shape[0]
@@ -74,7 +75,7 @@ class _TargetModel(WorldModel):
 def test_cem_finds_the_best_action_sequence():
     torch.manual_seed(0)
     target = torch.tensor([2, 0, 3, 1, 1, 4])
-    planner = CemPlanner(CemConfig(horizon=6, candidates=300, iterations=6, elites=30, gamma=1.0), num_actions=5)
+    planner = CemPlanner(CemConfig(horizon=6, candidates=300, iterations=6, elites=30, gamma=1.0), ActionSpace.discrete(5))
     action, plan = planner.act(_TargetModel(target, 5), _TargetState(torch.zeros(2)), torch.zeros(2, 1), greedy=True)
     assert action.tolist() == [2, 2]
     assert plan.argmax(-1).tolist() == [target.tolist()] * 2
@@ -88,7 +89,7 @@ def test_greedy_cem_gives_a_tie_to_the_best_sequence_not_to_the_lowest_action():
     # (argmax alone picks 0 in the half of the rows whose two elites disagree: 75% zeros)
     torch.manual_seed(0)
     rows = 512
-    planner = CemPlanner(CemConfig(horizon=2, candidates=8, iterations=1, elites=2, warm_start=False), num_actions=2)
+    planner = CemPlanner(CemConfig(horizon=2, candidates=8, iterations=1, elites=2, warm_start=False), ActionSpace.discrete(2))
     actions, _ = planner.act(_TargetModel(torch.tensor([-1, -1]), 2), _TargetState(torch.zeros(rows)),
                              torch.zeros(rows, 1), greedy=True)
     assert abs(actions.float().mean().item() - 0.5) < 0.08
@@ -119,7 +120,7 @@ def test_cem_warm_start_is_each_streams_own_and_dropped_at_an_episode_start(tmp_
 class _FlatModel(WorldModel):
     """Reward 1 at every step whatever the actions; the last state's feature is the first action taken."""
 
-    num_actions, feat_dim, latent_dim = 2, 1, 0
+    action, feat_dim, latent_dim = ActionSpace.discrete(2), 1, 0
 
     def imagine(self, state, policy, horizon):
         B = state.x.shape[0]
@@ -131,7 +132,7 @@ class _FlatModel(WorldModel):
 def test_cem_terminal_value_breaks_ties_the_horizon_cannot_see():
     torch.manual_seed(0)
     rows, cfg = 256, CemConfig(horizon=3, candidates=16, iterations=2, elites=4, terminal_value=True)
-    planner = CemPlanner(cfg, 2)
+    planner = CemPlanner(cfg, ActionSpace.discrete(2))
     state, feat = _TargetState(torch.zeros(rows)), torch.zeros(rows, 1)
     with pytest.raises(WmrlError, match="terminal_value"):
         planner.act(_FlatModel(), state, feat, greedy=True)
@@ -144,7 +145,7 @@ def test_cem_terminal_value_breaks_ties_the_horizon_cannot_see():
 class _GambleModel(WorldModel):
     """One step: action 0 pays 0.5 surely; action 1 pays 1 with probability 0.4 (its latent's mode pays 0)."""
 
-    num_actions, feat_dim, latent_dim = 2, 1, 0
+    action, feat_dim, latent_dim = ActionSpace.discrete(2), 1, 0
 
     def imagine(self, state, policy, horizon):
         B = state.x.shape[0]
@@ -158,7 +159,7 @@ def test_cem_with_latent_modes_does_not_bet_on_lucky_draws(modes, expected):
     # with samples the best of 16 candidates is almost surely a won gamble, so the planner takes it
     torch.manual_seed(0)
     model, rows = _GambleModel(), 64
-    planner = CemPlanner(CemConfig(horizon=1, candidates=16, iterations=1, elites=1, latent_modes=modes), 2)
+    planner = CemPlanner(CemConfig(horizon=1, candidates=16, iterations=1, elites=1, latent_modes=modes), ActionSpace.discrete(2))
     actions, _ = planner.act(model, _TargetState(torch.zeros(rows)), torch.zeros(rows, 1), greedy=True)
     assert (actions == expected).float().mean().item() > 0.95
     assert model.deterministic is False  # the planner's switch does not outlive its imagination
@@ -181,18 +182,18 @@ def test_latent_modes_restores_the_switch_even_after_an_error():
 def test_every_behaviour_acts_and_learns_on_every_world_model(name, behavior):
     m = make_model(name)
     if behavior == "cem":
-        b = CemPlanner(CemConfig(horizon=3, candidates=8, iterations=2, elites=2), m.num_actions)
+        b = CemPlanner(CemConfig(horizon=3, candidates=8, iterations=2, elites=2), m.action)
     elif behavior == "cmaes":
-        b = CmaesController(CmaesConfig(population=4, rollouts=3, horizon=3, context=2), m.feat_dim, m.num_actions)
+        b = CmaesController(CmaesConfig(population=4, rollouts=3, horizon=3, context=2), m.feat_dim, m.action)
     else:
         b = ActorCritic(ActorCriticConfig(hidden=16, layers=1, horizon=3, imag_batch=3, value_bins=15), m.feat_dim,
-                        m.num_actions)
+                        m.action)
     data = batch("vector")
     with torch.no_grad():
         state = m.observe_sequence(data["obs"], data["action"], data["is_first"])
     for greedy in (True, False):
         actions, _ = b.act(m, state, m.features(state), greedy)
-        assert actions.shape == (3,) and ((actions >= 0) & (actions < m.num_actions)).all()
+        assert actions.shape == (3,) and ((actions >= 0) & (actions < m.action.size)).all()
     before = {k: v.clone() for k, v in b.state_dict().items()}
     metrics = b.learn(m, state)
     changed = any(not torch.equal(v, b.state_dict()[k]) for k, v in before.items())
@@ -207,7 +208,7 @@ def test_actor_advantage_baseline_is_the_current_critic_not_the_slow_copy():
     B, H, F, A = 8, 3, 5, 2
     rollout = Rollout(torch.randn(B, H + 1, F), torch.randint(0, A, (B, H)), torch.randn(B, H) * 5,
                       torch.zeros(B, H))
-    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1), F, A)
+    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1), F, ActionSpace.discrete(A))
 
     def actor_loss(agent: ActorCritic) -> float:
         return agent.update(rollout)["ac/actor_loss"]
@@ -231,7 +232,7 @@ def test_returns_bootstrap_from_the_critic_the_config_names(bootstrap):
     torch.manual_seed(0)
     B, H, F, A = 8, 3, 5, 2
     rollout = Rollout(torch.randn(B, H + 1, F), torch.randint(0, A, (B, H)), torch.zeros(B, H), torch.ones(B, H))
-    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1, lam=0.0, bootstrap=bootstrap), F, A)
+    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1, lam=0.0, bootstrap=bootstrap), F, ActionSpace.discrete(A))
 
     def mean_return(net: str | None) -> float:
         agent = copy.deepcopy(base)
@@ -320,7 +321,7 @@ def test_imagined_steps_after_a_predicted_termination_do_not_train_the_actor_or_
     changed_feat[:, k + 1:] = torch.randn(B, H - k, F) * 3
     changed = Rollout(changed_feat, torch.where(after, (action + 1) % A, action),
                       torch.where(after, torch.rand(B, H) * 0.01, reward), cont)
-    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1, entropy=0.1), F, A)
+    base = ActorCritic(ActorCriticConfig(hidden=16, layers=1, entropy=0.1), F, ActionSpace.discrete(A))
     with torch.no_grad():  # a critic that tells states apart (it starts at zero output)
         for p in base.critic.parameters():
             p.add_(torch.randn_like(p) * 0.3)

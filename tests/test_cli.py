@@ -229,8 +229,8 @@ def test_unsupported_observation_space(tmp_path, capsys):
 
 
 def test_unsupported_action_space(tmp_path, capsys):
-    err = run_error(["train", "--env", "Pendulum-v1", "--run-dir", str(tmp_path / "r")], capsys)
-    assert "discrete" in err.lower()
+    err = run_error(["train", "--env", "tests.fake_envs:WmrlBox2D-v0", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "1-D Box actions only" in err
 
 
 def test_missing_run_directory(tmp_path, capsys):

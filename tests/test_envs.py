@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from wmrl.envs.factory import EnvConfig, EnvSpec, env_spec, make_env
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError
 
 
@@ -30,7 +32,7 @@ def test_cartpole_gives_float32_vectors_and_spec():
     assert obs.dtype == np.float32 and obs.shape == (4,)
     obs, *_ = env.step(0)
     assert obs.dtype == np.float32 and obs.shape == (4,)
-    assert env_spec(env) == EnvSpec(obs_shape=(4,), is_image=False, num_actions=2)
+    assert env_spec(env) == EnvSpec(obs_shape=(4,), is_image=False, action=ActionSpace.discrete(2))
 
 
 @pytest.mark.parametrize("version, num_actions", [("v0", 6), ("v1", 3)])
@@ -42,7 +44,7 @@ def test_minatar_gives_binary_uint8_channel_first_images(version, num_actions):
         assert set(np.unique(obs)) <= {0, 255}
         assert obs.max() == 255  # paddle and bricks are visible
         obs, *_ = env.step(0)
-    assert env_spec(env) == EnvSpec(obs_shape=(4, 10, 10), is_image=True, num_actions=num_actions)
+    assert env_spec(env) == EnvSpec(obs_shape=(4, 10, 10), is_image=True, action=ActionSpace.discrete(num_actions))
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -110,7 +112,7 @@ def test_user_env_from_module_id():
     assert obs[0].sum() == 255 and obs[1, -1, -1] == 255  # agent in the red channel, goal in green
     obs, *_ = env.step(3)
     assert obs.shape == (3, 6, 6) and obs.flags["C_CONTIGUOUS"]
-    assert env_spec(env) == EnvSpec(obs_shape=(3, 6, 6), is_image=True, num_actions=4)
+    assert env_spec(env) == EnvSpec(obs_shape=(3, 6, 6), is_image=True, action=ActionSpace.discrete(4))
 
 
 def _error_for(cfg: EnvConfig) -> WmrlError:
@@ -135,9 +137,23 @@ def test_bad_module_error():
     assert "cannot import module 'no_such_wmrl_module'" in err.problem
 
 
-def test_continuous_actions_error():
-    err = _error_for(EnvConfig(id="Pendulum-v1"))
-    assert "discrete actions only" in err.problem
+def test_box_actions_are_normalised_to_the_unit_box_and_clipped_to_the_env_bounds():
+    env = make_env(EnvConfig(id="tests.fake_envs:WmrlBoxSign-v0"), seed=0)
+    assert env_spec(env).action == ActionSpace.box(1)
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    env.reset()
+    for given, received in [(0.5, 1.0), (-1.0, -2.0), (0.0, 0.0), (3.0, 2.0), (-7.0, -2.0)]:
+        env.step(np.array([given], np.float32))
+        assert env.unwrapped.last_action.tolist() == pytest.approx([received])
+    pendulum = make_env(EnvConfig(id="Pendulum-v1"), seed=0)
+    assert env_spec(pendulum).action == ActionSpace.box(1)
+
+
+@pytest.mark.parametrize("env_id, what", [("WmrlBoxUnbounded-v0", "infinite or empty bounds"),
+                                          ("WmrlBox2D-v0", "1-D Box actions only")])
+def test_box_actions_wmrl_cannot_map_are_refused(env_id, what):
+    err = _error_for(EnvConfig(id=f"tests.fake_envs:{env_id}"))
+    assert what in err.problem and env_id in err.problem
 
 
 def test_unsupported_observation_space_error():
@@ -174,7 +190,7 @@ def _catch_return(env, policy, rng) -> float:
 
 def test_catch_rewards_only_an_agent_that_sees_the_one_pixel_ball():
     env = make_env(EnvConfig(id="wmrl/Catch-v0"), seed=0)
-    assert env_spec(env) == EnvSpec(obs_shape=(3, 16, 16), is_image=True, num_actions=3)
+    assert env_spec(env) == EnvSpec(obs_shape=(3, 16, 16), is_image=True, action=ActionSpace.discrete(3))
     obs, _ = env.reset()
     assert (obs[0] == 255).sum() == 1  # the ball is the only red pixel
 
@@ -188,3 +204,32 @@ def test_catch_rewards_only_an_agent_that_sees_the_one_pixel_ball():
     randomly = [_catch_return(env, lambda o, r: int(r.integers(3)), rng) for _ in range(200)]
     assert min(followed) == 5.0
     assert -3.6 < np.mean(randomly) < -2.4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dm_control") is None, reason="needs the dmc extra")
+def test_dmc_ids_give_wmrls_spaces_from_state_or_pixels():
+    proprio = make_env(EnvConfig(id="dmc/cartpole-balance", action_repeat=2), seed=0)
+    assert env_spec(proprio) == EnvSpec(obs_shape=(5,), is_image=False, action=ActionSpace.box(1))
+    length = 0
+    proprio.reset()
+    while True:
+        *_, terminated, truncated, _ = proprio.step(proprio.action_space.sample())
+        length += 1
+        if terminated or truncated:
+            break
+    assert length == 500 and truncated and not terminated  # 1000 physics steps at action repeat 2
+    pixels = make_env(EnvConfig(id="dmc/walker-walk", pixels=True, image_size=32, fast_render=True), seed=0)
+    assert env_spec(pixels) == EnvSpec(obs_shape=(3, 32, 32), is_image=True, action=ActionSpace.box(6))
+    assert pixels.reset()[0].dtype == np.uint8
+
+
+@pytest.mark.skipif(importlib.util.find_spec("Box2D") is None, reason="needs the box2d extra")
+def test_carracing_takes_the_unit_box_for_steer_gas_and_brake():
+    env = make_env(EnvConfig(id="CarRacing-v3", image_size=64), seed=0)
+    assert env_spec(env) == EnvSpec(obs_shape=(3, 64, 64), is_image=True, action=ActionSpace.box(3))
+    own = env.unwrapped.action_space  # steer in [-1, 1], gas and brake in [0, 1]: reached by the affine map
+    assert own.low.tolist() == [-1.0, 0.0, 0.0] and own.high.tolist() == [1.0, 1.0, 1.0]
+    obs, _ = env.reset()
+    for action in ([-1.0, -1.0, 1.0], [1.0, 1.0, -1.0]):
+        obs, reward, *_ = env.step(np.array(action, np.float32))
+        assert obs.shape == (3, 64, 64) and np.isfinite(reward)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-import tests.fake_envs  # noqa: F401  (registers WmrlSignBandit-v0)
+import tests.fake_envs  # noqa: F401  (registers WmrlSignBandit-v0 and WmrlBoxSign-v0)
 from wmrl import config as config_mod
 from wmrl.run.evaluate import evaluate, make_eval_envs
 from wmrl.run.trainer import build, setup_torch, train
@@ -31,3 +31,22 @@ def test_storm_actor_critic_learns_a_contextual_bandit(tmp_path):
     # Chance is 8 of 16; an untrained greedy policy ignores the sign, so it also scores about 8.
     assert before < 11, before
     assert after >= 14, f"greedy return {after} after training (untrained: {before})"
+
+
+def test_storm_actor_critic_learns_box_actions_by_backpropagating_through_the_dream(tmp_path):
+    """Box actions: reward -|a - obs| for a in [-2, 2] over 16 steps (fake_envs.BoxSignEnv). The untrained
+    greedy policy plays about the same action whatever the sign, ~-16; random play ~-20; the best 0."""
+    overrides = ["env.id=tests.fake_envs:WmrlBoxSign-v0", "train.steps=1200", "train.warmup=128",
+                 "train.train_ratio=0.5", "train.eval_every=1200", "train.eval_episodes=10", "train.wm_batch=16",
+                 "storm.optim.lr=0.001", "storm.transformer.dropout=0", "storm.transformer.width=64",
+                 "storm.head_hidden=64", "storm.encoder.hidden=64", "actor_critic.imag_batch=64",
+                 "actor_critic.actor_optim.lr=0.0003", "actor_critic.critic_optim.lr=0.0003"]
+    cfg = config_mod.build(["debug"], {"seed": 3}, overrides)
+    assert cfg.actor_critic.gradient == "auto"  # resolves to dynamics for Box actions
+    device = setup_torch(cfg)
+    _, _, untrained, _ = build(cfg, tmp_path / "untrained", device)
+    before = evaluate(untrained, make_eval_envs(cfg.env, 99, 10))["return_mean"]
+    after = train(cfg, tmp_path / "run", progress=False)["eval"]["return_mean"]
+    print(f"greedy return before {before}, after {after}")
+    assert before < -12, before
+    assert after > -10, f"greedy return {after} after training (untrained: {before})"

@@ -14,6 +14,7 @@ import tests.fake_envs  # noqa: F401  (registers the fake envs)
 from wmrl import config as config_mod
 from wmrl.data.replay import Replay
 from wmrl.envs.factory import EnvSpec
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError
 from wmrl.run import checkpoint
 from wmrl.run.agent import Agent
@@ -21,6 +22,7 @@ from wmrl.run.evaluate import evaluate, evaluation_seeds, make_eval_envs
 from wmrl.run.trainer import train
 
 BANDIT = "tests.fake_envs:WmrlSignBandit-v0"  # 16-step episodes
+BOX_BANDIT = "tests.fake_envs:WmrlBoxSign-v0"
 
 
 def rows(run) -> list[dict]:
@@ -116,13 +118,15 @@ def _strip(run) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("behavior,envs", [("actor_critic", 1), ("cmaes", 1), ("actor_critic", 2)])
-def test_a_run_resumed_at_an_episode_start_is_the_run_never_interrupted(tmp_path, behavior, envs):
+@pytest.mark.parametrize("behavior,envs,env_id", [("actor_critic", 1, BANDIT), ("cmaes", 1, BANDIT),
+                                                  ("actor_critic", 2, BANDIT), ("actor_critic", 1, BOX_BANDIT)])
+def test_a_run_resumed_at_an_episode_start_is_the_run_never_interrupted(tmp_path, behavior, envs, env_id):
     """Checkpoints at episode starts (16-step episodes, every 64 steps): training to 128 then resuming to
     192 gives the metrics and weights of one run to 192, through warm-up actions (the action spaces'
     RNGs), CMA-ES generations, evaluations (seeded by their step) and the envs' RNGs (their resets
-    replayed). Two training envs step together, so both are at an episode start at every checkpoint."""
-    overrides = [f"env.id={BANDIT}", "world_model=rssm", f"behavior={behavior}", "train.checkpoint_every=64",
+    replayed). Two training envs step together, so both are at an episode start at every checkpoint. Box
+    actions (BOX_BANDIT) go through the same path with float actions in replay and a Gaussian policy."""
+    overrides = [f"env.id={env_id}", "world_model=rssm", f"behavior={behavior}", "train.checkpoint_every=64",
                  "train.eval_every=64", "train.log_every=32", "train.warmup=150", "train.eval_policy=both",
                  f"train.num_envs={envs}"]
     whole = config_mod.build(["debug"], {"seed": 2}, overrides + ["train.steps=192"])
@@ -144,7 +148,7 @@ def test_a_checkpoint_loads_for_an_agent_on_another_device(tmp_path):
     train(cfg, tmp_path / "run", progress=False)
     saved = checkpoint.load_checkpoint(tmp_path / "run")["rng"]["torch"]
     torch.manual_seed(123)
-    agent = Agent(cfg, EnvSpec((4,), False, 2), torch.device("meta"))
+    agent = Agent(cfg, EnvSpec((4,), False, ActionSpace.discrete(2)), torch.device("meta"))
     env_like = make_eval_envs(cfg.env, 0, 1)[0]
     counters, _ = checkpoint.resume(tmp_path / "run", agent, np.random.default_rng(0), [env_like.action_space])
     assert counters["step"] == 100 and torch.equal(torch.get_rng_state(), saved)

@@ -14,6 +14,7 @@ import torch
 
 from tests.world_model_fixtures import batch
 from wmrl.behavior.cmaes import CmaesConfig, CmaesController
+from wmrl.envs.spaces import ActionSpace
 from wmrl.nets.encoders import EncoderConfig
 from wmrl.nets.mdn import Mixture
 from wmrl.worldmodels.mdnrnn import MdnRnn, MdnRnnConfig
@@ -64,7 +65,7 @@ def _vmc(training: str) -> MdnRnn:
     torch.manual_seed(0)
     cfg = MdnRnnConfig(latent=4, hidden=16, mixtures=2, head_hidden=16, training=training, vae_updates=2,
                        encoder=EncoderConfig(hidden=16, layers=1))
-    return MdnRnn(cfg, (4,), False, 3).train()
+    return MdnRnn(cfg, (4,), False, ActionSpace.discrete(3)).train()
 
 
 def _grads(model: MdnRnn) -> tuple[bool, bool]:
@@ -109,7 +110,7 @@ class _Rows:
 class _SignModel(WorldModel):
     """One-step dream: reward 1 when action 1 is taken on features with x[0] > 0, or action 0 otherwise."""
 
-    feat_dim, latent_dim, num_actions = 3, 3, 2
+    feat_dim, latent_dim, action = 3, 3, ActionSpace.discrete(2)
 
     def imagine(self, state, policy, horizon):
         a = policy(state.x)
@@ -119,7 +120,7 @@ class _SignModel(WorldModel):
 
 def test_cmaes_learns_a_linear_policy_in_a_dream():
     torch.manual_seed(0)
-    ctrl = CmaesController(CmaesConfig(population=16, rollouts=32, horizon=1, sigma0=0.5), 3, 2)
+    ctrl = CmaesController(CmaesConfig(population=16, rollouts=32, horizon=1, sigma0=0.5), 3, ActionSpace.discrete(2))
     start = _Rows(torch.randn(32, 3))
     test_x = torch.randn(500, 3)
 
@@ -139,7 +140,7 @@ def test_cmaes_acts_by_argmax_of_its_linear_outputs_while_training_too():
     episodes in dream mode are played by the mean's argmax, as World Models' C plays; a softmax of small
     parameters would play near uniform at random."""
     torch.manual_seed(0)
-    ctrl = CmaesController(CmaesConfig(population=4, rollouts=2), 3, 2)
+    ctrl = CmaesController(CmaesConfig(population=4, rollouts=2), 3, ActionSpace.discrete(2))
     ctrl.mean.copy_(torch.tensor([0.01, 0, 0, -0.01, 0, 0, 0, 0]))  # action 0 iff feat[0] > 0, by a small margin
     feat = torch.randn(400, 3)
     for greedy in (True, False):
@@ -148,7 +149,7 @@ def test_cmaes_acts_by_argmax_of_its_linear_outputs_while_training_too():
 
 
 def test_cmaes_in_the_real_env_credits_each_candidate_its_own_episodes():
-    ctrl = CmaesController(CmaesConfig(where="real", population=3, rollouts=2), 2, 2)
+    ctrl = CmaesController(CmaesConfig(where="real", population=3, rollouts=2), 2, ActionSpace.discrete(2))
     assert ctrl.starts is None and ctrl.learn(None, None) == {}
     first = ctrl.candidates.copy()
     feat = torch.randn(1, 2)
@@ -166,10 +167,10 @@ def test_cmaes_in_the_real_env_credits_each_candidate_its_own_episodes():
 @pytest.mark.parametrize("diagonal", [False, True])
 def test_cmaes_state_round_trip_continues_the_same_search(diagonal):
     cfg = CmaesConfig(population=4, rollouts=8, horizon=1, diagonal=diagonal)
-    a = CmaesController(cfg, 3, 2)
+    a = CmaesController(cfg, 3, ActionSpace.discrete(2))
     for _ in range(3):
         a.learn(_SignModel(), _Rows(torch.randn(8, 3)))
-    b = CmaesController(cfg, 3, 2)
+    b = CmaesController(cfg, 3, ActionSpace.discrete(2))
     b.load_state_dict(a.state_dict())
     state = a.optim_state_dict()
     buffer = io.BytesIO()
@@ -191,7 +192,7 @@ def test_agent_acts_at_random_until_the_dream_is_ready_then_asks_its_behaviour(m
 
     torch.manual_seed(0)
     cfg = config.build(["debug"], {}, ["world_model=mdnrnn", "behavior=cem"])
-    agent = Agent(cfg, EnvSpec((4,), False, 3), torch.device("cpu"))
+    agent = Agent(cfg, EnvSpec((4,), False, ActionSpace.discrete(3)), torch.device("cpu"))
     monkeypatch.setattr(agent.behavior, "act", lambda wm, state, feat, greedy, memory: (torch.full(feat.shape[:1], 2), None))
     n = 600
     obs, prev, first = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32), np.zeros(n), np.ones(n, bool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from wmrl.envs.spaces import ActionSpace
 from wmrl.nets.encoders import EncoderConfig
 from wmrl.worldmodels.mdnrnn import MdnRnn, MdnRnnConfig
 from wmrl.worldmodels.protocol import WorldModel
@@ -15,8 +16,12 @@ OBS = {"vector": ((4,), False), "minatar": ((4, 10, 10), True), "rgb": ((3, 16, 
 MODELS = ("storm", "rssm", "mdnrnn")
 
 
-def make_model(name: str, kind: str = "vector", actions: int = 3, context: int = 16, history: int = 8) -> WorldModel:
+def make_model(name: str, kind: str = "vector", actions: int | ActionSpace = 3, context: int = 16, history: int = 8
+               ) -> WorldModel:
+    """A small `name` model; `actions`: a number of discrete actions, or an action space."""
     torch.manual_seed(0)
+    if not isinstance(actions, ActionSpace):
+        actions = ActionSpace.discrete(actions)
     shape, is_image = OBS[kind]
     encoder = EncoderConfig(depth=4, stages=2, hidden=32, layers=1)
     if name == "mdnrnn":  # joint training: every parameter learns from the first update

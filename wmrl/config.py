@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from wmrl.behavior.actor_critic import BOOTSTRAPS, ActorCriticConfig
+from wmrl.behavior.actor_critic import BOOTSTRAPS, GRADIENTS, ActorCriticConfig
 from wmrl.behavior.cem import CemConfig
 from wmrl.behavior.cmaes import CmaesConfig
 from wmrl.data.replay import ReplayConfig
@@ -198,6 +198,12 @@ def _validate_models(cfg: Config) -> None:
                         "use gamma=0.985 lam=0.95 (STORM)")
     if ac.bootstrap not in BOOTSTRAPS:
         raise WmrlError(f"actor_critic.bootstrap={ac.bootstrap!r} is not known", "use fast (DreamerV3, STORM) or slow")
+    if ac.gradient not in GRADIENTS:
+        raise WmrlError(f"actor_critic.gradient={ac.gradient!r} is not known",
+                        "use auto, reinforce or dynamics (Box actions only)")
+    if not 0 < ac.min_std <= ac.max_std:
+        raise WmrlError(f"actor_critic.min_std={ac.min_std}, max_std={ac.max_std} must satisfy 0 < min_std <= max_std",
+                        "use min_std=0.1 max_std=1.0 (DreamerV3)")
     # Then what holds between the chosen world model, behaviour and training loop.
     tc = cfg.train
     if cfg.world_model == "storm" and tc.wm_seq > cfg.storm.transformer.context:

@@ -1,7 +1,16 @@
 """Actor-critic trained in imagination, as STORM uses it (DreamerV3 2023 recipe).
 
-Actor: categorical policy on the world model's features, REINFORCE with the advantage
-(R_t - V(s_t)) / max(1, S), S the percentile return scale, plus an entropy bonus.
+Actor: a policy on the world model's features (nets/action_dist.py: a categorical for discrete actions,
+DreamerV3's bounded normal for Box actions) plus an entropy bonus, learning by one of two gradients
+(`gradient`):
+- reinforce: the log-probability of the imagined actions times the advantage (R_t - V(s_t)) / max(1, S),
+  S the percentile return scale (STORM, DreamerV3 for discrete actions);
+- dynamics: the lambda-returns R_t / max(1, S) themselves, differentiated through the imagined
+  rewards, continuations and values back to the reparameterised actions (Dreamer v1; DreamerV3 2023's
+  code for continuous actions). The world model and the critic are frozen while the gradient passes
+  through them: the actor's loss changes neither. Box actions only (a discrete action is an index).
+  As DreamerV3, the policy's input is detached in imagination, so the gradient reaches the actor
+  through its actions, not through the features it saw.
 Critic: two-hot symlog regression of the lambda-returns, regularised towards a slow (EMA) copy
 of itself. The lambda-returns bootstrap from the current ("fast") critic by default, as DreamerV3
 and STORM do, the slow copy serving only as the regulariser's target; `bootstrap=slow` bootstraps
@@ -23,14 +32,17 @@ from torch import nn
 
 from wmrl.behavior.protocol import Behavior
 from wmrl.behavior.returns import ReturnNormalizer, continuation_weights, lambda_returns
-from wmrl.nets.categorical import sample_index, unimix_logits
+from wmrl.envs.spaces import ActionSpace
+from wmrl.errors import WmrlError
+from wmrl.nets.action_dist import action_dist, policy_width
 from wmrl.nets.mlp import MLP
-from wmrl.nets.optim import OptimConfig, make_optimizer, optimizer_step
+from wmrl.nets.optim import OptimConfig, frozen, make_optimizer, optimizer_step
 from wmrl.nets.twohot import TwoHot
 from wmrl.worldmodels.protocol import Rollout, WorldModel
 
 
 BOOTSTRAPS = ("fast", "slow")
+GRADIENTS = ("auto", "reinforce", "dynamics")
 
 
 @dataclass
@@ -55,7 +67,14 @@ class ActorCriticConfig:
     return_norm_decay: float = 0.99
     """EMA decay of the return scale (the 5-95 percentile spread of lambda-returns)."""
     unimix: float = 0.01
-    """Uniform mixture in the policy, so every action keeps some probability."""
+    """Uniform mixture in a discrete policy, so every action keeps some probability."""
+    gradient: str = "auto"
+    """The actor's gradient: reinforce, dynamics (backpropagation through the imagined dynamics; Box
+    actions only) or auto (dynamics for Box actions, reinforce for discrete: DreamerV3 2023's code)."""
+    min_std: float = 0.1
+    """Box actions: the smallest std of the bounded normal policy (DreamerV3: 0.1)."""
+    max_std: float = 1.0
+    """Box actions: the largest std (DreamerV3: 1.0)."""
     value_bins: int = 255
     """Bins of the symlog two-hot critic."""
     horizon: int = 16
@@ -70,12 +89,23 @@ class ActorCriticConfig:
     larger step than the actor to track the returns."""
 
 
+def actor_gradient(cfg: ActorCriticConfig, space: ActionSpace) -> str:
+    """The gradient `cfg.gradient` resolves to for `space` (reinforce or dynamics)."""
+    if cfg.gradient == "auto":
+        return "reinforce" if space.is_discrete else "dynamics"
+    if cfg.gradient == "dynamics" and space.is_discrete:
+        raise WmrlError(f"actor_critic.gradient=dynamics needs Box actions, and this env's actions are {space.describe()}",
+                        "use actor_critic.gradient=reinforce (or auto) for discrete actions")
+    return cfg.gradient
+
+
 class ActorCritic(Behavior):
-    def __init__(self, cfg: ActorCriticConfig, feat_dim: int, num_actions: int):
+    def __init__(self, cfg: ActorCriticConfig, feat_dim: int, action: ActionSpace):
         super().__init__()
-        self.cfg, self.num_actions = cfg, num_actions
+        self.cfg, self.action = cfg, action
+        self.gradient = actor_gradient(cfg, action)
         self.starts = (cfg.imag_batch, cfg.imag_context)
-        self.actor = MLP(feat_dim, num_actions, cfg.hidden, cfg.layers)
+        self.actor = MLP(feat_dim, policy_width(action), cfg.hidden, cfg.layers)
         self.critic = MLP(feat_dim, cfg.value_bins, cfg.hidden, cfg.layers, zero_init=True)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.twohot = TwoHot(cfg.value_bins)
@@ -83,15 +113,19 @@ class ActorCritic(Behavior):
         self.actor_opt = make_optimizer(self.actor, cfg.actor_optim)
         self.critic_opt = make_optimizer(self.critic, cfg.critic_optim)
 
-    def log_policy(self, feat: torch.Tensor) -> torch.Tensor:
-        """(..., F) -> (..., actions) log-probabilities, with `unimix` uniform mixed in."""
-        return unimix_logits(self.actor(feat), self.cfg.unimix)
+    def dist(self, feat: torch.Tensor):
+        """(..., F) -> the policy's distribution over actions (nets/action_dist.py)."""
+        return action_dist(self.action, self.actor(feat), self.cfg.unimix, self.cfg.min_std, self.cfg.max_std)
 
     @torch.no_grad()
     def policy(self, feat: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        """(B, F) -> (B,) actions: the mode if greedy, else a sample."""
-        log_p = self.log_policy(feat)
-        return log_p.argmax(-1) if greedy else sample_index(log_p)
+        """(B, F) -> (B,) or (B, A) actions: the mode if greedy, else a sample."""
+        dist = self.dist(feat)
+        return dist.mode() if greedy else dist.sample()
+
+    def _reparameterised(self, feat: torch.Tensor) -> torch.Tensor:
+        """(B, F) -> (B, A) a sample carrying the actor's gradient, from detached features (DreamerV3)."""
+        return self.dist(feat.detach()).sample()
 
     def act(self, wm, state, feat, greedy, memory=None):
         return self.policy(feat, greedy), None
@@ -102,14 +136,19 @@ class ActorCritic(Behavior):
         return (lambda feat: self.twohot.decode(net(feat))), self.cfg.gamma
 
     def learn(self, wm: WorldModel, start) -> dict[str, float]:
+        if self.gradient == "dynamics":
+            with frozen(wm):  # the graph reaches back to the actions; the model's weights get no gradient
+                rollout = wm.imagine(start, self._reparameterised, self.cfg.horizon)
+            return self.update(rollout)
         with torch.no_grad():
             rollout = wm.imagine(start, self.policy, self.cfg.horizon)
         return self.update(rollout)
 
     def update(self, rollout: Rollout) -> dict[str, float]:
-        """One actor and critic step on an imagined rollout (computed without gradients)."""
-        feat, action = rollout.feat.detach(), rollout.action
-        reward, cont = rollout.reward.float(), rollout.cont.float()
+        """One actor and critic step on an imagined rollout (with gradient=dynamics, one whose rewards,
+        continuations and features carry the gradient back to its actions)."""
+        feat, action = rollout.feat.detach(), rollout.action.detach()
+        reward, cont = rollout.reward.float().detach(), rollout.cont.float().detach()
         all_logits = self.critic(feat)  # (B, H+1, bins): V(s_H) only bootstraps
         critic_logits = all_logits[:, :-1]  # (B, H, bins)
         with torch.no_grad():
@@ -121,10 +160,13 @@ class ActorCritic(Behavior):
             scale = self.normalizer.update(returns)
             baseline = fast_value[:, :-1]  # (B, H)
             advantage = (returns - baseline) / scale
-        log_p = self.log_policy(feat[:, :-1])  # (B, H, actions)
-        entropy = -(log_p.exp() * log_p).sum(-1)  # (B, H)
-        chosen = log_p.gather(-1, action[..., None])[..., 0]
-        actor_loss = -(weight * (chosen * advantage + self.cfg.entropy * entropy)).mean()
+        dist = self.dist(feat[:, :-1])  # over (B, H)
+        entropy = dist.entropy()  # (B, H)
+        if self.gradient == "dynamics":
+            objective = self._differentiable_returns(rollout) / scale  # (B, H)
+        else:
+            objective = dist.log_prob(action) * advantage  # (B, H)
+        actor_loss = -(weight * (objective + self.cfg.entropy * entropy)).mean()
         # Cross-entropy to the returns plus slow_reg times cross-entropy to the slow critic's value,
         # computed as one cross-entropy against the summed two-hot targets.
         target = self.twohot.encode(returns) + self.cfg.slow_reg * self.twohot.encode(slow_value[:, :-1])
@@ -138,6 +180,14 @@ class ActorCritic(Behavior):
                 "ac/return_scale": float(scale), "ac/imag_reward": reward.mean().item(),
                 "ac/imag_cont": cont.mean().item(), "ac/actor_grad_norm": actor_norm,
                 "ac/critic_grad_norm": critic_norm, "ac/value": slow_value.mean().item()}
+
+    def _differentiable_returns(self, rollout: Rollout) -> torch.Tensor:
+        """(B, H) lambda-returns of the rollout with the gradient of its rewards, continuations and the
+        bootstrap critic's values of its states (the critic frozen: its weights learn only from its loss)."""
+        net = self.critic if self.cfg.bootstrap == "fast" else self.slow_critic
+        with frozen(net):
+            value = self.twohot.decode(net(rollout.feat))  # (B, H+1)
+        return lambda_returns(rollout.reward.float(), rollout.cont.float(), value, self.cfg.gamma, self.cfg.lam)
 
     def optim_state_dict(self) -> dict:
         return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}

@@ -1,13 +1,16 @@
-"""Cross-entropy-method planning with model-predictive control (PlaNet), for discrete actions.
+"""Cross-entropy-method planning with model-predictive control (PlaNet), for discrete and Box actions.
 
-At every real step, from the model's current state: keep an independent categorical distribution over
-the action of each of the next `horizon` steps (B, H, A); `iterations` times, sample `candidates`
-action sequences, imagine them all as one batch, score each by its predicted discounted return
-sum_t gamma^t w_t r_t (w_t the probability of still being in the episode, see returns.py), and refit
-the distributions to the action frequencies of the `elites` best. Execute the first action (the most
-frequent elite action when greedy, a tie going to the best sequence's; a sample otherwise), then
-replan. With `warm_start` the next plan of a stream starts from its last one shifted by a step (the
-last step uniform) instead of from uniform; the plan is the stream's memory (behavior/protocol.py), so it
+At every real step, from the model's current state: keep an independent distribution over the action
+of each of the next `horizon` steps: a categorical (B, H, A) for discrete actions, PlaNet's diagonal
+Gaussian (mean and std (B, H, A), actions clipped to [-1, 1]) for Box actions. `iterations` times,
+sample `candidates` action sequences, imagine them all as one batch, score each by its predicted
+discounted return sum_t gamma^t w_t r_t (w_t the probability of still being in the episode, see
+returns.py), and refit the distributions to the `elites` best: their action frequencies, or their mean
+and std. Execute the first action, then replan: when greedy, the most frequent elite action (a tie
+going to the best sequence's) or the Gaussian's mean (PlaNet's choice); otherwise a sample of the first
+step's distribution. With `warm_start` the next plan of a stream starts from its last one shifted by a
+step (the last step the prior: uniform, or N(0, 1)) instead of from the prior; the plan is the
+stream's memory (behavior/protocol.py), so it
 is dropped at an episode start and never passes between evaluation and training streams; with `latent_modes` candidates are imagined with latent modes, not samples.
 With `terminal_value` each score adds gamma^H w_H V(s_H) from a learned value attached with
 `attach_value` (`wmrl eval --plan` attaches the critic of an actor-critic run), and gamma is the
@@ -26,6 +29,7 @@ import torch
 
 from wmrl.behavior.protocol import Behavior
 from wmrl.behavior.returns import discounted_return
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError, require_positive
 from wmrl.nets.categorical import onehot_of
 
@@ -45,7 +49,8 @@ class CemConfig:
     warm_start: bool = True
     """Start each plan from the previous one shifted by a step, instead of from uniform."""
     min_prob: float = 0.01
-    """Floor on every action's probability after a refit, so no action is ruled out for good."""
+    """Discrete actions: floor on every action's probability after a refit, so no action is ruled out for
+    good."""
     latent_modes: bool = False
     """Imagine candidates with each latent's mode instead of a sample. With samples the elites are partly
     the candidates whose draws happened to go well, so the planner trusts luck the real env will not
@@ -71,10 +76,18 @@ def refit(seqs: torch.Tensor, scores: torch.Tensor, elites: int, num_actions: in
     return (1 - mix) * freq + mix / num_actions
 
 
+def refit_gaussian(seqs: torch.Tensor, scores: torch.Tensor, elites: int) -> torch.Tensor:
+    """seqs (B, N, H, A) action sequences, scores (B, N) -> (B, H, 2A): the mean and the std (over the
+    elites, not unbiased) of the `elites` best sequences of each batch row."""
+    top = scores.topk(elites, dim=1).indices  # (B, E)
+    best = seqs.gather(1, top[:, :, None, None].expand(-1, -1, *seqs.shape[2:]))  # (B, E, H, A)
+    return torch.cat([best.mean(1), best.std(1, correction=0)], -1)
+
+
 class CemPlanner(Behavior):
-    def __init__(self, cfg: CemConfig, num_actions: int):
+    def __init__(self, cfg: CemConfig, action: ActionSpace):
         super().__init__()
-        self.cfg, self.num_actions = cfg, num_actions
+        self.cfg, self.action = cfg, action
         # (B, N) scores of the last act's last iteration, for diagnostics (benchmarks/cem_trace.py) only.
         self.last_scores: torch.Tensor | None = None
         self.value: Callable[[torch.Tensor], torch.Tensor] | None = None  # (K, F) features -> (K,) values
@@ -84,43 +97,70 @@ class CemPlanner(Behavior):
         """Use `value` at the horizon when cfg.terminal_value, discounting the whole score by its gamma."""
         self.value, self.value_gamma = value, gamma
 
+    def _initial(self, batch: int, device: torch.device) -> torch.Tensor:
+        """(B, H, W) the plan before anything is known: uniform probabilities (W = A), or the mean 0 and
+        the std 1 of every dimension (W = 2A)."""
+        H, A = self.cfg.horizon, self.action.size
+        if self.action.is_discrete:
+            return torch.full((batch, H, A), 1.0 / A, device=device)
+        return torch.cat([torch.zeros(batch, H, A, device=device), torch.ones(batch, H, A, device=device)], -1)
+
     def _prior(self, plan: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
-        """(B, H, A) the distributions a plan starts from: uniform, or the stream's last plan shifted."""
-        H, A = self.cfg.horizon, self.num_actions
-        uniform = torch.full((batch, H, A), 1.0 / A, device=device)
+        """(B, H, W) the distributions a plan starts from: the initial plan, or the stream's last one shifted."""
+        initial = self._initial(batch, device)
         if not self.cfg.warm_start or plan is None:
-            return uniform
-        assert plan.shape == uniform.shape, f"plan memory {tuple(plan.shape)} != {tuple(uniform.shape)}"
-        return torch.cat([plan[:, 1:], uniform[:, :1]], 1)
+            return initial
+        assert plan.shape == initial.shape, f"plan memory {tuple(plan.shape)} != {tuple(initial.shape)}"
+        return torch.cat([plan[:, 1:], initial[:, :1]], 1)
 
     def forget(self, memory, is_first):
         if memory is None:
             return None
-        return torch.where(is_first[:, None, None], torch.full_like(memory, 1.0 / self.num_actions), memory)
+        return torch.where(is_first[:, None, None], self._initial(memory.shape[0], memory.device), memory)
+
+    def _sample(self, plan: torch.Tensor, count: int) -> torch.Tensor:
+        """plan (B, H, W) -> (B, N, H) int64 or (B, N, H, A) float action sequences."""
+        if self.action.is_discrete:
+            return torch.distributions.Categorical(probs=plan).sample((count,)).transpose(0, 1)
+        mean, std = plan[:, None].chunk(2, -1)  # (B, 1, H, A) each
+        noise = torch.randn(plan.shape[0], count, *mean.shape[2:], device=plan.device)
+        return (mean + std * noise).clamp(-1.0, 1.0)
+
+    def _refit(self, seqs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.action.is_discrete:
+            return refit(seqs, scores, self.cfg.elites, self.action.size, self.cfg.min_prob)
+        return refit_gaussian(seqs, scores, self.cfg.elites)
+
+    def _first(self, plan: torch.Tensor, seqs: torch.Tensor, scores: torch.Tensor, greedy: bool) -> torch.Tensor:
+        """The action to execute now (B,) or (B, A), from the refitted plan's first step."""
+        first = plan[:, 0]  # (B, W)
+        if self.action.is_discrete:
+            if not greedy:
+                return torch.multinomial(first, 1)[:, 0]
+            return modal_action(first, seqs[:, :, 0].gather(1, scores.argmax(1, keepdim=True))[:, 0])
+        mean, std = first.chunk(2, -1)  # (B, A) each
+        return mean if greedy else (mean + std * torch.randn_like(std)).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def act(self, wm, state, feat, greedy, memory=None):
-        """See Behavior.act; the memory is the stream's last refitted plan (B, H, A)."""
+        """See Behavior.act; the memory is the stream's last refitted plan (B, H, W)."""
         cfg, B, N = self.cfg, feat.shape[0], self.cfg.candidates
         if cfg.terminal_value and self.value is None:
             raise WmrlError("cem.terminal_value is set but the planner has no learned value to add",
                             "plan with `wmrl eval RUN --plan` on an actor_critic run, or drop cem.terminal_value")
         gamma = self.value_gamma if cfg.terminal_value else cfg.gamma
-        probs = self._prior(memory, B, feat.device)
+        plan = self._prior(memory, B, feat.device)
         tiled = wm.select(state, torch.arange(B, device=feat.device).repeat_interleave(N))
         with wm.latent_modes(cfg.latent_modes):
             for _ in range(cfg.iterations):
-                seqs = torch.distributions.Categorical(probs=probs).sample((N,)).transpose(0, 1)  # (B, N, H)
-                rollout = wm.imagine(tiled, seqs.reshape(B * N, cfg.horizon), cfg.horizon)
+                seqs = self._sample(plan, N)  # (B, N, H, ...)
+                rollout = wm.imagine(tiled, seqs.flatten(0, 1), cfg.horizon)
                 last = self.value(rollout.feat[:, -1]).float() if cfg.terminal_value else None  # (B*N,)
                 scores = discounted_return(rollout.reward.float(), rollout.cont.float(), gamma, last)
                 scores = scores.reshape(B, N)
-                probs = refit(seqs, scores, cfg.elites, self.num_actions, cfg.min_prob)
+                plan = self._refit(seqs, scores)
         self.last_scores = scores
-        first = probs[:, 0]  # (B, A)
-        if not greedy:
-            return torch.multinomial(first, 1)[:, 0], probs
-        return modal_action(first, seqs[:, :, 0].gather(1, scores.argmax(1, keepdim=True))[:, 0]), probs
+        return self._first(plan, seqs, scores, greedy), plan
 
 
 def modal_action(first: torch.Tensor, best: torch.Tensor) -> torch.Tensor:

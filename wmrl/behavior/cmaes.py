@@ -1,8 +1,10 @@
 """World Models' controller C: a linear policy on the features [z, h], evolved with CMA-ES (the `cma`
 package), either entirely inside the world model's dream or in the real environment.
 
-Parameters: W (A, F) and b (A); the action is argmax(W f + b), as in World Models, whose controller is
-deterministic: W f + b are not trained as logits (their scale is whatever the search found), so a
+Parameters: W (A, F) and b (A); a discrete action is argmax(W f + b), a Box action tanh(W f + b) in
+[-1, 1]^A (World Models' CarRacing controller squashes steering by tanh and gas and brake into [0, 1]:
+the env's affine map of [-1, 1] onto [0, 1] makes tanh exactly that squashing, a sigmoid of 2 (W f + b)).
+The controller is deterministic, as in World Models: W f + b are not trained as logits (their scale is whatever the search found), so a
 softmax of them would explore by an accident of scale, near uniform for small parameters. The search's
 own population is the exploration: in the real env each candidate plays; in the dream the real episodes
 are played by the mean. Fitness of a candidate is its mean undiscounted return over
@@ -27,6 +29,7 @@ import torch
 from wmrl.behavior.cma_state import es_state, load_es_state
 from wmrl.behavior.protocol import Behavior
 from wmrl.behavior.returns import discounted_return
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError, require_positive
 
 WHERE = ("dream", "real")
@@ -60,11 +63,11 @@ class CmaesConfig:
 
 
 class CmaesController(Behavior):
-    def __init__(self, cfg: CmaesConfig, feat_dim: int, num_actions: int, seed: int = 0):
+    def __init__(self, cfg: CmaesConfig, feat_dim: int, action: ActionSpace, seed: int = 0):
         super().__init__()
-        self.cfg, self.feat_dim, self.num_actions = cfg, feat_dim, num_actions
+        self.cfg, self.feat_dim, self.action = cfg, feat_dim, action
         self.starts = (cfg.rollouts, cfg.context) if cfg.where == "dream" else None
-        size = num_actions * (feat_dim + 1)
+        size = action.size * (feat_dim + 1)
         # cma reads seed 0 as "seed from the clock", hence seed + 1.
         opts = {"popsize": cfg.population, "seed": seed + 1, "verbose": -9, "CMA_diagonal": cfg.diagonal}
         self.es = cma.CMAEvolutionStrategy(np.zeros(size), cfg.sigma0, opts)
@@ -76,10 +79,11 @@ class CmaesController(Behavior):
         self.scores: list[float] = []
 
     def _linear(self, params: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
-        """params (P, size), feat (P, R, F) -> logits (P, R, A)."""
-        A, Fd = self.num_actions, self.feat_dim
+        """params (P, size), feat (P, R, F) -> actions (P, R) int64 or (P, R, A) in [-1, 1]."""
+        A, Fd = self.action.size, self.feat_dim
         weight, bias = params[:, :A * Fd].reshape(-1, A, Fd), params[:, A * Fd:]
-        return torch.einsum("prf,paf->pra", feat.float(), weight) + bias[:, None]
+        out = torch.einsum("prf,paf->pra", feat.float(), weight) + bias[:, None]  # (P, R, A)
+        return out.argmax(-1) if self.action.is_discrete else torch.tanh(out)
 
     def _current(self) -> torch.Tensor:
         """(1, size) the parameters acting now: the candidate on turn (real) or the mean."""
@@ -91,7 +95,7 @@ class CmaesController(Behavior):
     @torch.no_grad()
     def act(self, wm, state, feat, greedy, memory=None):
         params = self.mean[None] if greedy else self._current()
-        return self._linear(params, feat[None])[0].argmax(-1), None  # (B,)
+        return self._linear(params, feat[None])[0], None  # (B,) or (B, A)
 
     def _tell(self, candidates: np.ndarray, fitness: np.ndarray) -> dict[str, float]:
         self.es.tell(list(candidates), list(-fitness))  # cma minimises
@@ -110,7 +114,7 @@ class CmaesController(Behavior):
         tiled = wm.select(start, torch.arange(R, device=params.device).repeat(P))  # row p * R + r
 
         def policy(feat: torch.Tensor) -> torch.Tensor:
-            return self._linear(params, feat.reshape(P, R, -1)).argmax(-1).reshape(P * R)
+            return self._linear(params, feat.reshape(P, R, -1)).flatten(0, 1)  # (P * R, ...)
 
         rollout = wm.imagine(tiled, policy, self.cfg.horizon)
         fitness = discounted_return(rollout.reward.float(), rollout.cont.float(), 1.0).reshape(P, R).mean(1)

@@ -6,14 +6,15 @@ from wmrl.behavior.actor_critic import ActorCritic
 from wmrl.behavior.cem import CemPlanner
 from wmrl.behavior.cmaes import CmaesController
 from wmrl.behavior.protocol import Behavior
+from wmrl.envs.spaces import ActionSpace
 
 
-def build_behavior(cfg, feat_dim: int, num_actions: int) -> Behavior:
+def build_behavior(cfg, feat_dim: int, action: ActionSpace) -> Behavior:
     """The behaviour `cfg.behavior` with its config section."""
     if cfg.behavior == "actor_critic":
-        return ActorCritic(cfg.actor_critic, feat_dim, num_actions)
+        return ActorCritic(cfg.actor_critic, feat_dim, action)
     if cfg.behavior == "cem":
-        return CemPlanner(cfg.cem, num_actions)
+        return CemPlanner(cfg.cem, action)
     if cfg.behavior == "cmaes":
-        return CmaesController(cfg.cmaes, feat_dim, num_actions, seed=cfg.seed)
+        return CmaesController(cfg.cmaes, feat_dim, action, seed=cfg.seed)
     raise ValueError(f"unknown behavior {cfg.behavior!r}")  # config.validate rejects it first

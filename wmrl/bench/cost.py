@@ -13,15 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+from wmrl.envs.spaces import action_space_of
 from wmrl.run.trainer import build, setup_torch
 
 
 def fill(env, replay, steps: int, seed: int) -> np.ndarray:
     """Put `steps` random-policy steps into `replay`; returns the last observation."""
+    space = action_space_of(env.action_space, "the env")
     obs, _ = env.reset(seed=seed)
     first = True
     for _ in range(steps):
-        action = int(env.action_space.sample())
+        action = space.as_env_action(env.action_space.sample())
         nxt, reward, terminated, truncated, _ = env.step(action)
         replay.add(obs, action, float(reward), bool(terminated), first)
         obs, first = nxt, False
@@ -37,7 +39,7 @@ def measure(cfg, updates: int = 5, acts: int = 50, fill_steps: int | None = None
     device = setup_torch(cfg)
     tc = cfg.train
     with tempfile.TemporaryDirectory() as tmp:
-        env, _, agent, replay = build(cfg, Path(tmp), device)
+        env, spec, agent, replay = build(cfg, Path(tmp), device)
         obs = fill(env, replay, fill_steps or max(tc.warmup, 2 * tc.wm_seq, 256), cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         agent.update(replay, rng)
@@ -47,7 +49,7 @@ def measure(cfg, updates: int = 5, acts: int = 50, fill_steps: int | None = None
             agent.update(replay, rng)
             times.append(time.perf_counter() - t)
         n = tc.num_envs  # one act chooses the actions of every training env
-        batch, prev = np.repeat(obs[None], n, 0), np.zeros(n, np.int64)
+        batch, prev = np.repeat(obs[None], n, 0), spec.action.zeros(n)
         state = agent.initial_state(n)
         state, _ = agent.act(state, batch, prev, np.ones(n, bool), greedy=False)
         t = time.perf_counter()

@@ -75,16 +75,22 @@ class Replay:
         obs_shape: tuple[int, ...],
         obs_dtype: npt.DTypeLike,
         directory: Path | None = None,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: npt.DTypeLike = np.int64,
     ):
+        """action_shape and action_dtype: () int64 for discrete actions, (A,) float32 for Box actions
+        (envs/spaces.py); float actions are stored exactly as given."""
         cfg.validate()
         self.cfg = cfg
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.obs_dtype = np.dtype(obs_dtype)
+        self.action_shape = tuple(int(d) for d in action_shape)
+        self.action_dtype = np.dtype(action_dtype)
         self.directory = Path(directory) if directory is not None else None
         C = cfg.capacity
         # np.zeros maps lazily-zeroed pages, so a large unfilled buffer costs no resident memory.
         self._obs = np.zeros((C, *self.obs_shape), self.obs_dtype)  # (C, *obs_shape)
-        self._action = np.zeros(C, np.int64)
+        self._action = np.zeros((C, *self.action_shape), self.action_dtype)
         self._reward = np.zeros(C, np.float32)
         self._terminal = np.zeros(C, bool)
         self._is_first = np.zeros(C, bool)
@@ -101,7 +107,7 @@ class Replay:
     def total_added(self) -> int:
         return self._total
 
-    def add(self, obs: npt.ArrayLike, action: int, reward: float, terminal: bool, is_first: bool) -> None:
+    def add(self, obs: npt.ArrayLike, action: npt.ArrayLike, reward: float, terminal: bool, is_first: bool) -> None:
         """Append row t = (obs_t, action_t, reward_t, terminal_t, is_first_t); see module docstring."""
         obs = np.asarray(obs)
         if obs.shape != self.obs_shape:
@@ -109,6 +115,11 @@ class Replay:
         if not np.can_cast(obs.dtype, self.obs_dtype, "same_kind"):
             # e.g. float images into a uint8 buffer: a silent cast would wrap values, not scale them.
             raise ValueError(f"obs dtype {obs.dtype} cannot be stored as {self.obs_dtype}")
+        action = np.asarray(action)
+        if action.shape != self.action_shape or not np.can_cast(action.dtype, self.action_dtype, "same_kind"):
+            # e.g. a float action into an int64 (discrete) buffer, which would truncate it
+            raise ValueError(f"action {action.dtype}{list(action.shape)} cannot be stored as "
+                             f"{self.action_dtype}{list(self.action_shape)}")
         i = self._total % self.cfg.capacity
         self._obs[i] = obs
         self._action[i] = action
@@ -120,7 +131,7 @@ class Replay:
     def sample(self, batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Uniformly sample ``batch`` windows of ``length`` consecutive stored steps.
 
-        Returns: obs (B, T, *obs_shape) stored dtype, action int64 (B, T), reward float32 (B, T),
+        Returns: obs (B, T, *obs_shape) stored dtype, action (B, T, *action_shape), reward float32 (B, T),
         terminal bool (B, T), is_first bool (B, T). is_first[:, 0] is forced True: the model sees
         nothing before a window, so its first row must start a fresh recurrent state.
         """
@@ -197,7 +208,7 @@ class Replay:
         segments = store.plan(store.list_chunks(d), d, total_added - n, total_added)
         self._total = self._flushed = 0  # a damaged file found while reading leaves an empty buffer
         for info, s, e in segments:
-            columns = store.read_chunk(info, self.obs_shape, self.obs_dtype)
+            columns = store.read_chunk(info, self.obs_shape, self.obs_dtype, self.action_shape, self.action_dtype)
             slots = np.arange(s, e) % self.cfg.capacity
             for name, array in self._arrays().items():
                 array[slots] = columns[name][s - info.start : e - info.start]

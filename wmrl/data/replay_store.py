@@ -138,7 +138,8 @@ def plan(chunks: list[ChunkInfo], directory: Path, lo: int, hi: int) -> list[tup
     return segments
 
 
-def read_chunk(info: ChunkInfo, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> dict[str, np.ndarray]:
+def read_chunk(info: ChunkInfo, obs_shape: tuple[int, ...], obs_dtype: np.dtype,
+               action_shape: tuple[int, ...] = (), action_dtype: np.dtype = np.dtype(np.int64)) -> dict[str, np.ndarray]:
     """Read and check one chunk; any damage becomes a WmrlError naming the file."""
     try:
         with np.load(info.path, allow_pickle=False) as z:
@@ -154,6 +155,12 @@ def read_chunk(info: ChunkInfo, obs_shape: tuple[int, ...], obs_dtype: np.dtype)
         _unreadable(
             info.path,
             f"obs are {obs.dtype}{list(obs.shape[1:])}, this replay stores {obs_dtype}{list(obs_shape)}",
+        )
+    action = columns["action"]
+    if action.shape[1:] != action_shape or action.dtype != action_dtype:
+        _unreadable(
+            info.path,
+            f"actions are {action.dtype}{list(action.shape[1:])}, this replay stores {action_dtype}{list(action_shape)}",
         )
     return columns
 

@@ -21,15 +21,17 @@ from wmrl.data.replay import Replay, ReplayConfig
 
 class StreamReplay:
     def __init__(self, cfg: ReplayConfig, obs_shape: tuple[int, ...], obs_dtype: npt.DTypeLike,
-                 directory: Path | None, streams: int = 1):
+                 directory: Path | None, streams: int = 1, action_shape: tuple[int, ...] = (),
+                 action_dtype: npt.DTypeLike = np.int64):
         if streams < 1:
             raise ValueError(f"streams={streams} must be >= 1")
+        actions = {"action_shape": action_shape, "action_dtype": action_dtype}
         if streams == 1:
-            self.streams = [Replay(cfg, obs_shape, obs_dtype, directory)]
+            self.streams = [Replay(cfg, obs_shape, obs_dtype, directory, **actions)]
         else:
             per = ReplayConfig(**{**vars(cfg), "capacity": max(1, cfg.capacity // streams)})
-            self.streams = [Replay(per, obs_shape, obs_dtype, None if directory is None else Path(directory) / f"stream_{i}")
-                            for i in range(streams)]
+            self.streams = [Replay(per, obs_shape, obs_dtype, None if directory is None else Path(directory) / f"stream_{i}",
+                                   **actions) for i in range(streams)]
         self.cfg = cfg
 
     def __len__(self) -> int:
@@ -44,7 +46,7 @@ class StreamReplay:
     def total_added(self) -> int:
         return sum(s.total_added for s in self.streams)
 
-    def add(self, obs, action: int, reward: float, terminal: bool, is_first: bool, stream: int = 0) -> None:
+    def add(self, obs, action, reward: float, terminal: bool, is_first: bool, stream: int = 0) -> None:
         """Append a row to one stream (see Replay.add)."""
         self.streams[stream].add(obs, action, reward, terminal, is_first)
 

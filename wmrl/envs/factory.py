@@ -2,14 +2,16 @@
 
 Every env leaving this module looks the same to the rest of wmrl:
   * observations are float32 vectors ``(D,)`` or uint8 channel-first images ``(C, H, W)`` in [0, 255];
-  * actions are ``Discrete(n)`` starting at 0;
+  * actions are ``Discrete(n)`` starting at 0, or a 1-D ``Box`` in [-1, 1] mapped affinely onto the env's
+    own bounds and clipped to them (envs/spaces.py);
   * ``info["episode"] = {"r", "l", "t"}`` appears on the step that ends an episode;
   * the first ``reset()`` is seeded with ``seed`` and later resets are not (see ``SeedOnFirstReset``).
 
 Supported ids: any registered Gymnasium id, ``module:EnvId`` (Gymnasium syntax: importing ``module``
-registers ``EnvId``), ``MinAtar/<Game>-v0|v1``, wmrl's own ``wmrl/Catch-v0`` (envs/catch.py) and,
-when ale-py is installed, ``ALE/<Game>-v5``.
-Optional backends (minatar, ale_py) are imported only when their ids are asked for.
+registers ``EnvId``), ``MinAtar/<Game>-v0|v1``, wmrl's own ``wmrl/Catch-v0`` (envs/catch.py), and with
+their extras installed ``ALE/<Game>-v5``, ``dmc/<domain>-<task>`` (envs/dmc.py, e.g.
+``dmc/cartpole-balance``) and ``CarRacing-v3`` with frames resized to ``image_size`` (envs/carracing.py).
+Optional backends (minatar, ale_py, dm_control, box2d) are imported only when their ids are asked for.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
+from wmrl.envs.spaces import ActionSpace, action_space_of
 from wmrl.envs.wrappers import ChannelFirstImage, Float32Vector, LifeLossSignal, RequireFinite, SeedOnFirstReset
 from wmrl.errors import WmrlError
 
@@ -57,7 +60,16 @@ class EnvConfig:
     frame_skip: int = 4
     """ALE only: emulator frames per agent step (max-pooled over the last two)."""
     image_size: int = 64
-    """ALE only: RGB frames are resized to image_size x image_size."""
+    """ALE, CarRacing and DMC pixels: RGB frames are image_size x image_size."""
+    pixels: bool = False
+    """DMC only: observe image_size x image_size RGB frames of the task's standard camera instead of its
+    proprioceptive state vector."""
+    action_repeat: int = 1
+    """DMC only: physics steps per agent step, rewards summed (PlaNet 2-8 by task, Dreamer 2, DreamerV3 1).
+    Env-step counts in the protocols count physics steps: train.steps counts agent steps."""
+    fast_render: bool = False
+    """DMC pixels only: render without shadows and reflections (~4x faster in software; the frames differ
+    slightly from the papers')."""
     noop_max: int = 30
     """ALE only: each episode starts with up to this many no-op actions (0: none, as STORM's code)."""
     life_loss: bool = False
@@ -104,6 +116,9 @@ class EnvConfig:
                 f"env.image_size must be a positive integer, got {self.image_size!r}",
                 "use 64 (STORM, DreamerV3) or 84 (DQN)",
             )
+        if not isinstance(self.action_repeat, int) or self.action_repeat < 1:
+            raise WmrlError(f"env.action_repeat must be an integer >= 1, got {self.action_repeat!r}",
+                            "use 2 (Dreamer on DMC) or 1 (no repeat)")
         if not isinstance(self.noop_max, int) or self.noop_max < 0:
             raise WmrlError(f"env.noop_max must be an integer >= 0, got {self.noop_max!r}",
                             "use 30 (the standard Atari protocol) or 0 (STORM's code)")
@@ -113,7 +128,7 @@ class EnvConfig:
 class EnvSpec:
     obs_shape: tuple[int, ...]  # (D,) for vectors, (C, H, W) for images
     is_image: bool
-    num_actions: int
+    action: ActionSpace
 
 
 def make_env(cfg: EnvConfig, seed: int) -> gym.Env:
@@ -123,15 +138,15 @@ def make_env(cfg: EnvConfig, seed: int) -> gym.Env:
         cfg: environment config; validated here.
         seed: seeds the first ``reset()`` and the action space, so a run is reproducible.
     Returns:
-        A Gymnasium env with float32 ``(D,)`` or uint8 ``(C, H, W)`` observations, Discrete actions,
-        and ``RecordEpisodeStatistics``. Raises WmrlError for ids or spaces wmrl cannot use.
+        A Gymnasium env with float32 ``(D,)`` or uint8 ``(C, H, W)`` observations, Discrete actions from
+        0 or Box actions in [-1, 1], and ``RecordEpisodeStatistics``. Raises WmrlError for ids or spaces wmrl cannot use.
     """
     cfg.validate()
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise WmrlError(f"the env seed must be an integer, got {seed!r}", "pass an int such as 0")
     env = _make_base(cfg)
     try:
-        _check_action_space(env, cfg.id)
+        env = _adapt_actions(env, cfg.id)
         env = _adapt_observation(env, cfg.id)
     except WmrlError:
         env.close()
@@ -149,13 +164,13 @@ def env_spec(env: gym.Env) -> EnvSpec:
     obs, act = env.observation_space, env.action_space
     is_vector = isinstance(obs, spaces.Box) and len(obs.shape) == 1 and obs.dtype == np.float32
     is_image = isinstance(obs, spaces.Box) and len(obs.shape) == 3 and obs.dtype == np.uint8
-    if not (is_vector or is_image) or not isinstance(act, spaces.Discrete):
+    if not (is_vector or is_image):
         raise WmrlError(
-            f"env_spec got observation space {obs} and action space {act}, which are not wmrl's "
-            "float32 (D,) / uint8 (C, H, W) observations with Discrete actions",
+            f"env_spec got observation space {obs}, which is not wmrl's float32 (D,) or uint8 (C, H, W)",
             "build the env with wmrl.envs.factory.make_env",
         )
-    return EnvSpec(obs_shape=tuple(int(d) for d in obs.shape), is_image=is_image, num_actions=int(act.n))
+    return EnvSpec(obs_shape=tuple(int(d) for d in obs.shape), is_image=is_image,
+                   action=action_space_of(act, str(env.spec.id) if env.spec else "the env"))
 
 
 def _make_base(cfg: EnvConfig) -> gym.Env:
@@ -165,6 +180,9 @@ def _make_base(cfg: EnvConfig) -> gym.Env:
         _import_user_module(module, cfg.id)
     if name.startswith("ALE/"):
         return _make_ale(name, cfg)
+    if name.startswith("dmc/") or name == "CarRacing-v3":
+        env = _make_continuous(name, cfg)
+        return TimeLimit(env, cfg.episode_cap()) if cfg.episode_cap() else env
     if name.startswith("wmrl/"):
         from wmrl.envs import catch
 
@@ -216,6 +234,19 @@ def _make_ale(name: str, cfg: EnvConfig) -> gym.Env:
         # Applied after frame skipping so the limit counts agent steps, not emulator frames.
         env = TimeLimit(env, cfg.episode_cap())
     return env
+
+
+def _make_continuous(name: str, cfg: EnvConfig) -> gym.Env:
+    """DMC tasks (envs/dmc.py) and CarRacing (envs/carracing.py): continuous-control envs whose frames
+    wmrl sizes itself."""
+    if name == "CarRacing-v3":
+        from wmrl.envs.carracing import make_carracing
+
+        return make_carracing(cfg.image_size)
+    from wmrl.envs.dmc import make_dmc
+
+    return make_dmc(name[len("dmc/"):], pixels=cfg.pixels, image_size=cfg.image_size,
+                    action_repeat=cfg.action_repeat, fast_render=cfg.fast_render)
 
 
 def _register_minatar() -> None:
@@ -283,20 +314,40 @@ def _gym_make(name: str, env_id: str, **kwargs) -> gym.Env:
         raise
 
 
-def _check_action_space(env: gym.Env, env_id: str) -> None:
+def _adapt_actions(env: gym.Env, env_id: str) -> gym.Env:
+    """Discrete actions from 0 pass as they are; a 1-D Box with finite bounds becomes [-1, 1]^A, mapped
+    affinely onto its bounds, with actions outside [-1, 1] clipped (a Gaussian policy's samples)."""
     space = env.action_space
-    if not isinstance(space, spaces.Discrete):
-        raise WmrlError(
-            f"environment '{env_id}' has action space {space}, but wmrl supports discrete actions only",
-            "use an env with a Discrete action space (e.g. CartPole-v1, MinAtar/Breakout-v1), or register "
-            "your own env that discretizes the actions",
-        )
-    if int(space.start) != 0:
-        raise WmrlError(
-            f"environment '{env_id}' has action space {space} starting at {space.start}, but wmrl "
-            "policies output actions 0..n-1",
-            "wrap the env in a gymnasium.ActionWrapper that adds the offset, registered as your own env",
-        )
+    if isinstance(space, spaces.Discrete):
+        if int(space.start) != 0:
+            raise WmrlError(
+                f"environment '{env_id}' has action space {space} starting at {space.start}, but wmrl "
+                "policies output actions 0..n-1",
+                "wrap the env in a gymnasium.ActionWrapper that adds the offset, registered as your own env",
+            )
+        return env
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)) and np.all(space.low < space.high)):
+            raise WmrlError(
+                f"environment '{env_id}' has Box actions {space} with infinite or empty bounds, which wmrl cannot "
+                "map onto [-1, 1]",
+                "register your own env that gives the action space finite bounds (low < high)",
+            )
+        if space.dtype != np.float32:
+            env = gym.wrappers.TransformAction(
+                env, lambda a: np.asarray(a, space.dtype),
+                spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32))
+        ones = np.ones(space.shape, np.float32)  # float32 bounds: float64 ones make gymnasium warn of a cast
+        env = gym.wrappers.RescaleAction(env, -ones, ones)
+        # Clip on the outside (gymnasium's ClipAction would announce unbounded actions to the agent).
+        unit = spaces.Box(-1.0, 1.0, space.shape, np.float32)
+        return gym.wrappers.TransformAction(env, lambda a: np.clip(np.asarray(a, np.float32), -1.0, 1.0), unit)
+    raise WmrlError(
+        f"environment '{env_id}' has action space {space}, but wmrl supports Discrete actions and 1-D Box "
+        "actions only",
+        "use an env with a Discrete or a 1-D Box action space (e.g. CartPole-v1, Pendulum-v1), or register your "
+        "own env that flattens its actions into one Box",
+    )
 
 
 def _adapt_observation(env: gym.Env, env_id: str) -> gym.Env:

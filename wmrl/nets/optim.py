@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -39,3 +40,17 @@ def optimizer_step(loss: torch.Tensor, module: nn.Module, opt: torch.optim.Optim
     else:
         opt.zero_grad(set_to_none=True)
     return norm
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Within the block, `module`'s parameters take no gradient (a graph through the module still carries
+    gradients to its inputs); each parameter's requires_grad is restored afterwards."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

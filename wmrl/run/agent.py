@@ -41,10 +41,10 @@ class Agent:
     def __init__(self, cfg, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.wm, self.wm_optim_cfg = build_world_model(
-            cfg.world_model, getattr(cfg, cfg.world_model), spec.obs_shape, spec.is_image, spec.num_actions)
+            cfg.world_model, getattr(cfg, cfg.world_model), spec.obs_shape, spec.is_image, spec.action)
         self.wm.to(device)
         self.wm_opt = make_optimizer(self.wm, self.wm_optim_cfg)
-        self.behavior = build_behavior(cfg, self.wm.feat_dim, spec.num_actions).to(device)
+        self.behavior = build_behavior(cfg, self.wm.feat_dim, spec.action).to(device)
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if bf16 else None
 
@@ -57,19 +57,19 @@ class Agent:
     @torch.no_grad()
     def act(self, state: AgentState, obs: np.ndarray, prev_action: np.ndarray, is_first: np.ndarray, greedy: bool
             ) -> tuple[AgentState, np.ndarray]:
-        """One real step for N envs: obs (N, *obs_shape), prev_action (N,), is_first (N,) -> the new
-        agent state and actions (N,) as a numpy array. Until the model is ready to imagine (V-M-C's V
+        """One real step for N envs: obs (N, *obs_shape), prev_action (N, *action shape), is_first (N,) ->
+        the new agent state and actions (N, *action shape) as a numpy array. Until the model is ready to imagine (V-M-C's V
         phase) the actions are uniform at random, as the paper's V learns from random rollouts."""
         if self.wm.training:  # Module.eval() walks every submodule: a visible cost per env step
             self.wm.eval()
         o = torch.as_tensor(np.asarray(obs), device=self.device)
-        a = torch.as_tensor(np.asarray(prev_action, dtype=np.int64), device=self.device)
+        a = torch.as_tensor(np.asarray(prev_action, dtype=self.spec.action.np_dtype), device=self.device)
         f = torch.as_tensor(np.asarray(is_first, dtype=bool), device=self.device)
         memory = self.behavior.forget(state.memory, f)
         with self.autocast():
             wm_state, feat = self.wm.observe(state.wm, o, a, f)
             if not self.wm.ready_to_imagine:  # planning in an untrained dream repeats one arbitrary action
-                action = torch.randint(self.spec.num_actions, f.shape, device=self.device)
+                action = self.spec.action.uniform(f.shape[0], self.device)
             else:
                 action, memory = self.behavior.act(self.wm, wm_state, feat, greedy, memory)
         return AgentState(wm_state, memory), action.cpu().numpy()

@@ -109,12 +109,12 @@ def _write_plot(context: np.ndarray, real: np.ndarray, pred: np.ndarray, out: Pa
 
 
 def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torch.Tensor:
-    """action (B, T) of replay sequences -> (B, horizon): the actions really taken after a context of
+    """action (B, T, ...) of replay sequences -> (B, horizon, ...): the actions really taken after a context of
     `context` steps, a_{C-1} .. a_{C+H-2}, i.e. what open-loop imagination from that context is fed.
     Where the sequences end early the last action is repeated (compare only the real steps there are)."""
     taken = action[:, context - 1: context - 1 + horizon]
     if taken.shape[1] < horizon:
-        taken = torch.cat([taken, taken[:, -1:].expand(-1, horizon - taken.shape[1])], 1)
+        taken = torch.cat([taken] + [taken[:, -1:]] * (horizon - taken.shape[1]), 1)
     return taken
 
 

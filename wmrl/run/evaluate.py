@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from wmrl.envs.factory import EnvConfig, make_env
+from wmrl.envs.spaces import action_space_of
 
 POLICIES = ("greedy", "sample", "both")
 MAX_BATCH = 32
@@ -42,20 +43,27 @@ def modes(policy: str) -> list[str]:
     return ["greedy", "sample"] if policy == "both" else [policy]
 
 
-def run_episodes(agent, envs: list[gym.Env], greedy: bool, max_steps: int = 0, seeds: list[int] | None = None
-                 ) -> list[float]:
-    """Play one episode in every env at once, each from a fresh model state; returns their returns."""
+def run_episodes(agent, envs: list[gym.Env], greedy: bool, max_steps: int = 0, seeds: list[int] | None = None,
+                 record: list[dict[str, list]] | None = None) -> list[float]:
+    """Play one episode in every env at once, each from a fresh model state; returns their returns.
+
+    With `record` (one dict per env), every step's obs_t, action_t and is_first_t of env i is appended to
+    record[i]["obs"], ["action"] and ["is_first"] (replay's alignment, data/replay.py)."""
     obs = np.stack([env.reset(seed=None if seeds is None else seeds[i])[0] for i, env in enumerate(envs)])
     n = len(envs)
     state = agent.initial_state(n)
-    prev, is_first = np.zeros(n, np.int64), np.ones(n, bool)
+    space = action_space_of(envs[0].action_space, "the evaluation env")
+    prev, is_first = space.zeros(n), np.ones(n, bool)
     totals, lengths = np.zeros(n), np.zeros(n, np.int64)
     live = np.arange(n)  # env index of each row of the batch
     while live.size:
         state, actions = agent.act(state, obs[live], prev[live], is_first[live], greedy)
         keep = []
         for row, i in enumerate(live):
-            obs[i], reward, terminated, truncated, info = envs[i].step(int(actions[row]))
+            if record is not None:
+                for key, value in (("obs", obs[i].copy()), ("action", actions[row]), ("is_first", is_first[i])):
+                    record[i].setdefault(key, []).append(value)
+            obs[i], reward, terminated, truncated, info = envs[i].step(space.as_env_action(actions[row]))
             totals[i] += float(reward)
             lengths[i] += 1
             prev[i], is_first[i] = actions[row], bool(info.get("life_loss", False))

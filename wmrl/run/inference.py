@@ -48,7 +48,7 @@ def load_run(run_dir: Path, device: str = "auto", with_replay: bool = True, plan
 
 def attach_trained_value(cfg, trained: str, agent, weights: dict) -> None:
     """Give the planner the learned value of the behaviour the run trained (its critic)."""
-    own = build_behavior(dataclasses.replace(cfg, behavior=trained), agent.wm.feat_dim, agent.spec.num_actions)
+    own = build_behavior(dataclasses.replace(cfg, behavior=trained), agent.wm.feat_dim, agent.spec.action)
     own.load_state_dict(weights)
     value = own.to(agent.device).state_value()
     if value is None:

@@ -40,7 +40,8 @@ def build(cfg, run_dir: Path, device: torch.device):
     spec = env_spec(env)
     agent = Agent(cfg, spec, device)
     dtype = np.uint8 if spec.is_image else np.float32
-    replay = StreamReplay(cfg.replay, spec.obs_shape, dtype, run_dir / "replay", cfg.train.num_envs)
+    replay = StreamReplay(cfg.replay, spec.obs_shape, dtype, run_dir / "replay", cfg.train.num_envs,
+                          spec.action.shape, spec.action.np_dtype)
     return env, spec, agent, replay
 
 
@@ -143,7 +144,7 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
             before_reset[i] = env_rng(e)
             obs.append((e.reset(seed=reset_seed(cfg.seed, counters["step"], i)) if resume else e.reset())[0])
     state = agent.initial_state(N)
-    prev, is_first = np.zeros(N, np.int64), np.ones(N, bool)
+    prev, is_first = spec.action.zeros(N), np.ones(N, bool)
     ep_return, ep_len = np.zeros(N), np.zeros(N, np.int64)
     last_eval: dict = {}
     t0, steps_since = time.time(), 0
@@ -158,13 +159,13 @@ def train(cfg, run_dir: Path, resume: bool = False, progress: bool = True) -> di
         while counters["step"] < tc.steps and not counters["stopped_at_target"]:
             before = counters["step"]  # one step of every training env: env steps (before, step]
             if before < tc.warmup:
-                actions = [int(e.action_space.sample()) for e in envs]
+                actions = [spec.action.as_env_action(e.action_space.sample()) for e in envs]
             else:
                 # The first acting step after the warm-up starts the model afresh, mid-episode or not:
                 # its state has observed nothing yet.
                 fresh = is_first | (before < tc.warmup + N)
                 state, acted = agent.act(state, np.stack(obs), prev, fresh, greedy=False)
-                actions = [int(a) for a in acted]
+                actions = [spec.action.as_env_action(a) for a in acted]
             counters["step"] = step = before + N
             for i, e in enumerate(envs):
                 next_obs, reward, terminated, truncated, info = e.step(actions[i])

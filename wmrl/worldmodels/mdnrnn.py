@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError, require_positive
-from wmrl.nets.categorical import onehot_of
 from wmrl.nets.mdn import MixtureDensityHead
 from wmrl.worldmodels.gaussian_vae import GaussianVAE
 from wmrl.worldmodels.model_config import WorldModelConfig
@@ -82,11 +82,11 @@ class MdnRnnState:
 
 
 class MdnRnn(WorldModel):
-    def __init__(self, cfg: MdnRnnConfig, obs_shape: tuple[int, ...], is_image: bool, num_actions: int):
+    def __init__(self, cfg: MdnRnnConfig, obs_shape: tuple[int, ...], is_image: bool, action: ActionSpace):
         super().__init__()
-        self.cfg, self.num_actions = cfg, num_actions
+        self.cfg, self.action = cfg, action
         self.vae = GaussianVAE(obs_shape, is_image, cfg.encoder, cfg.latent)
-        self.lstm = nn.LSTMCell(cfg.latent + num_actions, cfg.hidden)
+        self.lstm = nn.LSTMCell(cfg.latent + action.input_dim, cfg.hidden)
         self.mdn = MixtureDensityHead(cfg.hidden, cfg.latent, cfg.mixtures)
         self.heads = OutcomeHeads(cfg.hidden, cfg.head_hidden, cfg.head_layers, cfg.reward_bins)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -102,7 +102,7 @@ class MdnRnn(WorldModel):
 
     def _step(self, state: MdnRnnState, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM after [z, onehot(action)]: (h, c), each (B, hidden)."""
-        x = torch.cat([state.z, onehot_of(action, self.num_actions, state.z.dtype)], -1)
+        x = torch.cat([state.z, self.action.encode(action, state.z.dtype)], -1)
         return self.lstm(x, (state.h, state.c))
 
     def _scan(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor

@@ -24,10 +24,11 @@ from typing import Any, Callable, Iterator, Union
 import torch
 from torch import nn
 
+from wmrl.envs.spaces import ActionSpace
 from wmrl.worldmodels.model_config import WorldModelConfig
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
-"""Maps features (B, F) to actions (B,) int64."""
+"""Maps features (B, F) to actions: (B,) int64 for a discrete space, (B, A) float in [-1, 1] for a Box."""
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Rollout:
     """An imagined trajectory, batch-major.
 
     feat: (B, H+1, F) features of states s_0..s_H.
-    action: (B, H) int64 actions a_0..a_{H-1}.
+    action: (B, H) int64 or (B, H, A) float actions a_0..a_{H-1} (envs/spaces.py).
     reward: (B, H) predicted rewards of (s_t, a_t).
     cont: (B, H) predicted probability that the episode continues after (s_t, a_t).
     """
@@ -53,7 +54,8 @@ class WorldModel(nn.Module):
     feat_dim: int
     latent_dim: int
     """Features are [z, h]: the stochastic latent (latent_dim) first, then the model's history state."""
-    num_actions: int
+    action: ActionSpace
+    """What the model conditions on: discrete actions (one-hot) or Box vectors (envs/spaces.py)."""
     deterministic: bool = False
     """Observe and imagine with the mode of each latent instead of a sample (tests use it to compare
     call paths exactly; `cem.latent_modes` sets it while the planner imagines). Training losses always
@@ -92,7 +94,7 @@ class WorldModel(nn.Module):
         Args:
             state: the previous state (from `initial`, `observe` or `observe_sequence`).
             obs: (B, *obs_shape) observation obs_t.
-            prev_action: (B,) int64 action_{t-1} (ignored where is_first).
+            prev_action: (B,) int64 or (B, A) float action_{t-1} (ignored where is_first).
             is_first: (B,) bool, obs_t starts an episode: the state's history is dropped.
         Returns:
             the new state and its features (B, F), using the posterior of obs_t.
@@ -126,7 +128,9 @@ class WorldModel(nn.Module):
         """Roll the model forward from `state` for `horizon` steps.
 
         Args:
-            policy: a callable features (B, F) -> actions (B,), or a (B, horizon) action tensor (planners).
+            policy: a callable features (B, F) -> actions (B,) or (B, A), or a (B, horizon) / (B, horizon, A)
+                action tensor (planners). Imagination keeps the graph from the actions on (no detach), so a
+                caller that wants no gradients runs it under torch.no_grad.
         """
         raise NotImplementedError
 
@@ -147,7 +151,7 @@ class WorldModel(nn.Module):
 
 
 def next_actions(policy: Union[Policy, torch.Tensor], feat: torch.Tensor, t: int) -> torch.Tensor:
-    """Action a_t for the imagination step t, from a policy callable or a (B, H) action tensor."""
+    """Action a_t for the imagination step t, from a policy callable or a (B, H, ...) action tensor."""
     if callable(policy):
         return policy(feat)
     return policy[:, t]

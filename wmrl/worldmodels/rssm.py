@@ -4,7 +4,7 @@ Alignment (the same as STORM's, see protocol.py):
 
     h_t   = h0 if is_first_t else g_t                   deterministic state before obs_t (h0 learned)
     z_t   ~ posterior(h_t, embed(obs_t))                 categorical, stoch x classes, 1% unimix
-    g_t+1 = GRU(h_t, MLP([z_t, onehot(a_t)]))            the state after action a_t
+    g_t+1 = GRU(h_t, MLP([z_t, enc(a_t)]))               the state after action a_t (one-hot or Box vector)
     g_t+1 predicts prior(z_t+1); [z_t+1, g_t+1] predicts reward_t and terminal_t (the results of a_t)
     agent features at step t: feat_t = [z_t, h_t];  the decoder reconstructs obs_t from feat_t
 
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError, require_positive
-from wmrl.nets.categorical import balanced_kl, draw, onehot_of, unimix_logits
+from wmrl.nets.categorical import balanced_kl, draw, unimix_logits
 from wmrl.nets.encoders import make_decoder, make_encoder
 from wmrl.nets.gru import LayerNormGRUCell
 from wmrl.nets.mlp import MLP
@@ -77,12 +78,12 @@ class RssmState:
 
 
 class Rssm(WorldModel):
-    def __init__(self, cfg: RssmConfig, obs_shape: tuple[int, ...], is_image: bool, num_actions: int):
+    def __init__(self, cfg: RssmConfig, obs_shape: tuple[int, ...], is_image: bool, action: ActionSpace):
         super().__init__()
-        self.cfg, self.num_actions = cfg, num_actions
+        self.cfg, self.action = cfg, action
         latent = cfg.stoch * cfg.classes
         self.encoder = make_encoder(obs_shape, is_image, cfg.encoder)
-        self.gru_in = MLP(latent + num_actions, 0, cfg.hidden, 1)
+        self.gru_in = MLP(latent + action.input_dim, 0, cfg.hidden, 1)
         self.gru = LayerNormGRUCell(cfg.hidden, cfg.deter)
         self.prior_head = MLP(cfg.deter, latent, cfg.hidden, 1)
         self.posterior_head = MLP(cfg.deter + self.encoder.out_dim, latent, cfg.hidden, 1)
@@ -97,7 +98,7 @@ class Rssm(WorldModel):
 
     def _transition(self, h: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """(B, deter), (B, latent), (B,) -> g: (B, deter), the state after the action."""
-        x = self.gru_in(torch.cat([z, onehot_of(action, self.num_actions, z.dtype)], -1))
+        x = self.gru_in(torch.cat([z, self.action.encode(action, z.dtype)], -1))
         return self.gru(x, h)
 
     def _posterior(self, h: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:

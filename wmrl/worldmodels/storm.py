@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from wmrl.envs.spaces import ActionSpace
 from wmrl.errors import WmrlError, require_positive
-from wmrl.nets.categorical import balanced_kl, draw, onehot_of, unimix_logits
+from wmrl.nets.categorical import balanced_kl, draw, unimix_logits
 from wmrl.nets.mlp import MLP
 from wmrl.worldmodels.model_config import CategoricalLatentConfig
 from wmrl.worldmodels.outcome_heads import OutcomeHeads
@@ -88,12 +89,12 @@ class StormState:
 
 
 class Storm(WorldModel):
-    def __init__(self, cfg: StormConfig, obs_shape: tuple[int, ...], is_image: bool, num_actions: int):
+    def __init__(self, cfg: StormConfig, obs_shape: tuple[int, ...], is_image: bool, action: ActionSpace):
         super().__init__()
-        self.cfg, self.num_actions = cfg, num_actions
+        self.cfg, self.action = cfg, action
         width = cfg.transformer.width
         self.vae = CategoricalVAE(obs_shape, is_image, cfg.encoder, cfg.stoch, cfg.classes, cfg.unimix)
-        self.tokenizer = MLP(self.vae.latent_dim + num_actions, width, width, 1)
+        self.tokenizer = MLP(self.vae.latent_dim + action.input_dim, width, width, 1)
         self.transformer = CausalTransformer(cfg.transformer)
         self.prior_head = MLP(width, self.vae.latent_dim, cfg.head_hidden, cfg.head_layers)
         self.heads = OutcomeHeads(width, cfg.head_hidden, cfg.head_layers, cfg.reward_bins)
@@ -102,7 +103,7 @@ class Storm(WorldModel):
 
     # ----------------------------------------------------------------------------- helpers
     def _token(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.tokenizer(torch.cat([z, onehot_of(action, self.num_actions, z.dtype)], -1))
+        return self.tokenizer(torch.cat([z, self.action.encode(action, z.dtype)], -1))
 
     def _prior(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.prior_head(h)

@@ -208,6 +208,11 @@ class CausalTransformer(nn.Module):
             if cache.k[layer].dtype != k.dtype:  # under bf16 autocast the keys come out in bf16: the cache follows
                 cache.k[layer], cache.v[layer] = cache.k[layer].to(k.dtype), cache.v[layer].to(v.dtype)
             ck, cv = cache.k[layer], cache.v[layer]
+            if k.requires_grad:
+                # A graph being recorded (imagination the actor backpropagates through) still needs the
+                # buffer as it was: write into a copy, O(context) per step, only on this path.
+                ck, cv = ck.clone(), cv.clone()
+                cache.k[layer], cache.v[layer] = ck, cv
             if in_place:
                 ck[:, :, slots], cv[:, :, slots] = k[:, :, 0], v[:, :, 0]
                 return ck, cv
