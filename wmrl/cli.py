@@ -73,11 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dream", help="show the model's open-loop imagination beside the real future",
                        description="From a real context in the run's replay, imagine --horizon steps under the "
                                    "real actions; write real | imagined side by side (GIF/MP4 for images, a PNG "
-                                   "plot per state dimension for vectors) and print the per-step prediction error.")
+                                   "plot per state dimension for vectors) and print the per-step prediction error. "
+                                   "With --held-out N, also play N new episodes with the run's agent and report the "
+                                   "faithful horizon on them: the first open-loop step whose prediction error "
+                                   "exceeds that of predicting the context's mean observation.")
     d.add_argument("run_dir", type=Path)
     d.add_argument("--horizon", type=int, default=16)
     d.add_argument("--out", type=Path, help="output file (default RUN_DIR/dream.gif or dream.png)")
     d.add_argument("--seed", type=int, default=0, help="which replay context to pick")
+    d.add_argument("--held-out", type=int, default=0, metavar="N",
+                   help="episodes played afresh (never trained on) for the faithful horizon (0: none)")
     d.add_argument("--device", choices=DEVICES, default="auto")
     from wmrl.bench.suite import available_suites
 
@@ -181,7 +186,9 @@ def _dream(args) -> None:
 
     if args.horizon < 1:
         raise WmrlError(f"--horizon {args.horizon} must be >= 1", "pass e.g. --horizon 16")
-    _print_json(dream(args.run_dir, args.horizon, args.out, args.seed, args.device))
+    if args.held_out < 0:
+        raise WmrlError(f"--held-out {args.held_out} must be >= 0", "pass the number of episodes, e.g. --held-out 5")
+    _print_json(dream(args.run_dir, args.horizon, args.out, args.seed, args.device, args.held_out))
 
 
 def _config(args) -> None:

@@ -17,6 +17,7 @@ import torch
 from wmrl.envs.state_names import state_names
 from wmrl.errors import WmrlError
 from wmrl.run.files import atomic_write, atomic_write_text, unwritable_reason
+from wmrl.run.horizon import faithful_horizon
 from wmrl.run.inference import load_run
 
 # Colours for MinAtar-style object channels (C not 1 or 3); channel i is drawn in PALETTE[i % len].
@@ -136,7 +137,9 @@ def _check_out(out: Path, is_image: bool) -> None:
 
 
 @torch.no_grad()
-def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto") -> dict:
+def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: str = "auto", held_out: int = 0) -> dict:
+    """Write the dream of a replay context to `out` and return its per-step errors; with `held_out` > 0 the
+    result also holds the faithful horizon over that many new episodes (run/horizon.py)."""
     cfg, agent, replay = load_run(run_dir, device)
     context = agent.wm.start_length(cfg.actor_critic.imag_context)
     stored = replay.shortest_stream  # a window lies inside one training env's stream
@@ -171,5 +174,7 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
                     state_names(cfg.env.id, real.shape[-1]))
     result = {"out": str(out), "context": context, "horizon": H, "mse_per_step": per_step,
               "mse_mean": float(np.mean(per_step))}
+    if held_out:
+        result["held_out"] = faithful_horizon(agent, cfg, context, horizon, held_out, seed=seed)
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1))
     return result

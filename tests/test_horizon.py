@@ -1,0 +1,39 @@
+"""The faithful horizon: its definition on known error curves, windows cut inside episodes, and a
+held-out measurement through `wmrl dream --held-out` on a trained debug run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from wmrl.cli import main
+from wmrl.run.horizon import first_exceeding, windows
+
+
+def test_the_faithful_horizon_is_the_first_step_the_model_does_worse_than_the_mean_frame():
+    base = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.5, 0.5, 0.5, 0.5]])
+    model = np.array([[0.1, 0.5, 1.5, 0.2], [0.1, 0.2, 0.3, 0.4], [0.6, 0.1, 0.1, 0.1]])
+    assert first_exceeding(model, base).tolist() == [3, 4, 1]  # the second never exceeds: the window's end
+
+
+def test_windows_lie_inside_one_episode_and_start_a_fresh_state():
+    episodes = [{"obs": [np.array([t]) for t in range(7)], "action": list(range(7)), "is_first": [True] + [False] * 6},
+                {"obs": [np.array([100 + t]) for t in range(3)], "action": list(range(3)), "is_first": [True] * 3}]
+    out = windows(episodes, length=3, stride=2)
+    assert out["obs"][:, :, 0].tolist() == [[0, 1, 2], [2, 3, 4], [4, 5, 6], [100, 101, 102]]
+    assert out["is_first"].tolist() == [[True, False, False]] * 4
+    assert windows(episodes, length=8, stride=1) == {}
+
+
+def test_dream_reports_the_faithful_horizon_over_held_out_episodes(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--run-dir", str(run), "--no-progress", "--set", "train.steps=200"]) == 0
+    capsys.readouterr()
+    assert main(["dream", str(run), "--horizon", "5", "--held-out", "3"]) == 0
+    held = json.loads(capsys.readouterr().out)["held_out"]
+    assert held["episodes"] == 3 and held["windows"] >= 1
+    assert 1 <= held["faithful_horizon"] <= 5 and len(held["model_mse"]) == len(held["baseline_mse"]) == 5
+    assert held["reached_end"] == all(m <= b for m, b in zip(held["model_mse"], held["baseline_mse"]))
+    saved = json.loads((run / "dream.json").read_text())
+    assert saved["held_out"]["faithful_horizon"] == held["faithful_horizon"]
