@@ -227,3 +227,25 @@ def test_the_report_gives_the_median_time_to_a_target_over_the_runs_that_reached
     assert row["target"] == 12 and (row["runs"], row["reached"]) == (3, 2)
     assert row["median_minutes"] == 2.0 and row["median_steps"] == 200 and row["steps"] == [100, 300]
     assert time_to_target(suite, []) == {}
+
+
+def test_a_run_measures_its_faithful_horizon_when_the_suite_asks_and_the_report_gives_it(tmp_path):
+    from wmrl.bench.execute import execute
+    from wmrl.bench.report import faithful_horizons
+
+    path = tmp_path / "horizon.yaml"
+    path.write_text(SUITE.replace("eval: {episodes: 4, policy: both}",
+                                  "eval: {episodes: 2, policy: greedy, horizon_episodes: 2, horizon_steps: 6}").replace(
+        "world_models: [storm, rssm]", "world_models: [rssm]").replace("seeds: [1, 2]", "seeds: [1]").replace(
+        "steps: 320", "steps: 128").replace("compare: [[storm+actor_critic, rssm+actor_critic]]\n", ""))
+    (spec,) = load_suite(str(path)).runs()
+    result = execute(spec, tmp_path / "out")
+    h = result["faithful_horizon"]
+    assert h["episodes"] == 2 and h["horizon"] == 6 and h["windows"] >= 2 and 1 <= h["faithful_horizon"] <= 6
+    (row,) = faithful_horizons([result, {**result, "faithful_horizon": {**h, "faithful_horizon": 2}},
+                                {**result, "faithful_horizon": None}]).values()
+    assert row["horizons"] == [h["faithful_horizon"], 2] and row["median"] == (h["faithful_horizon"] + 2) / 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text().replace("horizon_steps: 6", "horizon_steps: 0"))
+    with pytest.raises(WmrlError, match="horizon_steps >= 1"):
+        load_suite(str(bad))

@@ -23,6 +23,7 @@ from wmrl.errors import WmrlError
 from wmrl.run.checkpoint import checkpoint_path, load_checkpoint
 from wmrl.run.evaluate import evaluate_modes, evaluation_seeds, make_eval_envs
 from wmrl.run.files import atomic_write_text
+from wmrl.run.horizon import faithful_horizon
 from wmrl.run.inference import load_run
 from wmrl.run.logger import read_metrics
 from wmrl.run.trainer import EVAL_SEED_OFFSET, train
@@ -111,6 +112,10 @@ def _summary(spec: RunSpec, rdir: Path, device: str) -> dict:
     final = evaluate_modes(agent, envs, spec.policy, cfg.train.eval_max_steps, evaluation_seeds(seed, step, len(envs)))
     curve = [r for r in read_metrics(rdir / "metrics.jsonl") if "eval/episodes" in r and r["step"] <= step]
     params = next((r for r in read_metrics(rdir / "metrics.jsonl") if "model/params_world_model" in r), {})
+    horizon = None
+    if spec.horizon_episodes:  # on held-out episodes the agent plays now (run/horizon.py)
+        context = agent.wm.start_length(cfg.actor_critic.imag_context)
+        horizon = faithful_horizon(agent, cfg, context, spec.horizon_steps, spec.horizon_episodes, seed=seed)
     return {"run_id": spec.run_id, "label": spec.label, "env": spec.env, "world_model": spec.world_model,
             "behavior": spec.behavior, "variant": spec.variant, "seed": spec.seed, "steps": spec.steps,
             "steps_trained": step, "stopped_at_target": bool(counters["stopped_at_target"]),
@@ -120,5 +125,5 @@ def _summary(spec: RunSpec, rdir: Path, device: str) -> dict:
             "params_behavior": params.get("model/params_behavior"),
             "final": {mode: {k: r[k] for k in ("return_mean", "return_std", "returns", "episodes")}
                       for mode, r in final.items()},
-            "eval_policy": spec.policy, "curve": curve, "overrides": list(spec.overrides),
+            "eval_policy": spec.policy, "curve": curve, "overrides": list(spec.overrides), "faithful_horizon": horizon,
             "presets": list(spec.presets)}

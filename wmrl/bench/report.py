@@ -181,6 +181,23 @@ def time_to_target(suite: Suite, results: list[dict]) -> dict:
     return out
 
 
+def faithful_horizons(results: list[dict]) -> dict:
+    """Per configuration and task whose runs measured it: every run's faithful horizon (run/horizon.py) and
+    the median over runs; {} if none did."""
+    out: dict = {}
+    for r in results:
+        h = r.get("faithful_horizon")
+        if not h or h.get("faithful_horizon") is None:
+            continue
+        row = out.setdefault(f"{r['label']} on {r['env']}", {"horizon_steps": h["horizon"], "context": h["context"],
+                                                               "horizons": [], "reached_end": 0})
+        row["horizons"].append(h["faithful_horizon"])
+        row["reached_end"] += int(h["reached_end"])
+    for row in out.values():
+        row["median"] = float(np.median(row["horizons"]))
+    return out
+
+
 def build(suite: Suite, out: Path, command: str | None = None) -> dict:
     """Write the report of every finished run of `suite` in `out`; returns it."""
     results = [json.loads(p.read_text()) for p in (result_path(out, s) for s in suite.runs()) if p.exists()]
@@ -203,6 +220,7 @@ def build(suite: Suite, out: Path, command: str | None = None) -> dict:
                                  "tasks": tasks, "seeds": {k: int(v.shape[0]) for k, v in scores.items()},
                                  "plots": files}
     report["time_to_target"] = time_to_target(suite, results)
+    report["faithful_horizon"] = faithful_horizons(results)
     report["runs"] = [{k: r[k] for k in ("label", "env", "seed", "steps", "steps_trained", "train_minutes",
                                         "stopped_at_target", "nonfinite_updates", "params_world_model", "commit")}
                       | {"final": {m: v["return_mean"] for m, v in r["final"].items()}} for r in results]
@@ -249,6 +267,16 @@ def markdown(suite: Suite, report: dict) -> str:
             med_steps = "-" if row["median_steps"] is None else f"{row['median_steps']:.0f}"
             lines.append(f"| {name} | {row['target']:g} | {row['reached']} of {row['runs']} | {med_min} | {med_steps} | "
                          f"{', '.join(f'{m:.2f}' for m in row['minutes'])} | {', '.join(map(str, row['steps']))} |")
+        lines.append("")
+    if report.get("faithful_horizon"):
+        lines += ["## Faithful horizon", "",
+                  "The first open-loop step at which the model's prediction error exceeds that of predicting the "
+                  "context's mean observation, on held-out episodes (`wmrl/run/horizon.py`).", "",
+                  "| configuration | context | steps imagined | median | per run | reached the end |",
+                  "|---|---:|---:|---:|---|---:|"]
+        for name, row in sorted(report["faithful_horizon"].items()):
+            lines.append(f"| {name} | {row['context']} | {row['horizon_steps']} | {row['median']:g} | "
+                         f"{', '.join(map(str, row['horizons']))} | {row['reached_end']} of {len(row['horizons'])} |")
         lines.append("")
     lines += ["## Runs", "", "| configuration | task | seed | steps trained | final | train min |",
               "|---|---|---:|---:|---|---:|"]

@@ -6,7 +6,7 @@ behaviours x variants x seeds at one step budget, and how every run is finally e
     presets: [cartpole]            # stacked under every run's own settings
     overrides: [threads=1]         # --set overrides for every run
     normalize: none                # none | atari_hns | minatar_dqn (references.py)
-    eval: {episodes: 20, policy: both}
+    eval: {episodes: 20, policy: both}  # optional: horizon_episodes: 5, horizon_steps: 50
     gpus_per_run: 1.0              # asked of Ray per run where the cluster has GPUs
     compare: [[storm+actor_critic, storm+actor_critic/slow]]   # probability of improvement (optional)
     groups:
@@ -41,6 +41,10 @@ NORMALIZE = ("none", "atari_hns", "minatar_dqn")
 class EvalSpec:
     episodes: int = 20
     policy: str = "both"
+    horizon_episodes: int = 0
+    """Held-out episodes on which each run's model gets its faithful horizon (run/horizon.py); 0: none."""
+    horizon_steps: int = 50
+    """Open-loop steps imagined per window for the faithful horizon."""
 
 
 @dataclass
@@ -68,6 +72,8 @@ class RunSpec:
     overrides: tuple[str, ...]
     episodes: int
     policy: str
+    horizon_episodes: int = 0
+    horizon_steps: int = 50
 
     @property
     def label(self) -> str:
@@ -127,7 +133,8 @@ class Suite:
                             for seed in g.seeds:
                                 spec = RunSpec(env, wm, behavior, variant, seed, g.steps, tuple(self.presets),
                                                tuple(self.overrides) + tuple(extra), self.eval.episodes,
-                                               self.eval.policy)
+                                               self.eval.policy, self.eval.horizon_episodes,
+                                               self.eval.horizon_steps)
                                 key = (spec.run_id, spec.label)
                                 if key not in seen:
                                     seen.add(key)
@@ -166,9 +173,11 @@ def load_suite(name_or_path: str) -> Suite:
 def _validate(suite: Suite) -> None:
     if suite.normalize not in NORMALIZE:
         raise WmrlError(f"suite normalize={suite.normalize!r} is not known", f"use one of: {', '.join(NORMALIZE)}")
-    if suite.eval.policy not in POLICIES or suite.eval.episodes < 1:
-        raise WmrlError(f"suite eval {dataclasses.asdict(suite.eval)} is not valid",
-                        "use eval: {episodes: 20, policy: greedy|sample|both}")
+    ev = suite.eval
+    if ev.policy not in POLICIES or ev.episodes < 1 or ev.horizon_episodes < 0 or ev.horizon_steps < 1:
+        raise WmrlError(f"suite eval {dataclasses.asdict(ev)} is not valid",
+                        "use eval: {episodes: 20, policy: greedy|sample|both} and, for the faithful horizon, "
+                        "horizon_episodes >= 0 and horizon_steps >= 1")
     runs = suite.runs()
     if not runs:
         raise WmrlError(f"suite {suite.name} names no runs", "give each group envs, world_models, behaviors and seeds")
