@@ -139,7 +139,7 @@ def test_gaussian_refit_matches_a_slow_reference():
     for b in range(B):
         best = seqs[b, sorted(range(N), key=lambda n: -scores[b, n])[:E]]  # (E, H, A)
         mean = best.sum(0) / E
-        std = (((best - mean) ** 2).sum(0) / E).sqrt()
+        std = (((best - mean) ** 2).sum(0) / E + 1e-6).sqrt()  # with PlaNet's floor
         assert torch.allclose(fit[b, :, :A], mean, atol=1e-6) and torch.allclose(fit[b, :, A:], std, atol=1e-6)
 
 
@@ -197,3 +197,18 @@ def test_train_eval_and_dream_run_on_a_box_action_env(tmp_path, capsys, behaviou
     assert main(["eval", str(run), "--episodes", "2", "--sample"]) == 0
     assert main(["dream", str(run), "--horizon", "3"]) == 0
     assert (run / "dream.png").is_file()
+
+
+def test_a_warm_started_gaussian_plan_keeps_its_mean_and_restarts_its_std():
+    planner = CemPlanner(CemConfig(horizon=3, candidates=8, iterations=1, elites=2), ActionSpace.box(1))
+    plan = torch.tensor([[[0.5, 0.01], [0.7, 0.02], [-0.2, 0.03]]])  # (B=1, H=3, mean | std)
+    prior = planner._prior(plan, 1, torch.device("cpu"))
+    assert prior[0, :, 0].tolist() == pytest.approx([0.7, -0.2, 0.0]) and prior[0, :, 1].tolist() == [1.0] * 3
+
+
+def test_reinforce_scores_box_actions_as_drawn_and_the_model_sees_them_clipped():
+    torch.manual_seed(0)
+    ac = ActorCritic(ActorCriticConfig(hidden=16, layers=1, gradient="reinforce", min_std=1.0), 3, BOX)
+    drawn = ac._imagined(torch.randn(4000, 3))
+    assert drawn.abs().max() > 1.5, "REINFORCE must score the raw samples, not their clipped values"
+    assert BOX.encode(drawn, torch.float32).abs().max() <= 1.0

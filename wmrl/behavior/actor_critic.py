@@ -5,7 +5,7 @@ DreamerV3's bounded normal for Box actions) plus an entropy bonus, learning by o
 (`gradient`):
 - reinforce: the log-probability of the imagined actions times the advantage (R_t - V(s_t)) / max(1, S),
   S the percentile return scale (STORM, DreamerV3 for discrete actions);
-- dynamics: the lambda-returns R_t / max(1, S) themselves, differentiated through the imagined
+- dynamics: the advantage (R_t - V(s_t)) / max(1, S) itself, differentiated through the imagined
   rewards, continuations and values back to the reparameterised actions (Dreamer v1; DreamerV3 2023's
   code for continuous actions). The world model and the critic are frozen while the gradient passes
   through them: the actor's loss changes neither. Box actions only (a discrete action is an index).
@@ -141,8 +141,15 @@ class ActorCritic(Behavior):
                 rollout = wm.imagine(start, self._reparameterised, self.cfg.horizon)
             return self.update(rollout)
         with torch.no_grad():
-            rollout = wm.imagine(start, self.policy, self.cfg.horizon)
+            rollout = wm.imagine(start, self._imagined, self.cfg.horizon)
         return self.update(rollout)
+
+    @torch.no_grad()
+    def _imagined(self, feat: torch.Tensor) -> torch.Tensor:
+        """REINFORCE's imagined actions: samples as drawn (Box: unclipped, the model clips them as the env
+        would), so that their log-probability is the likelihood of the action taken."""
+        dist = self.dist(feat)
+        return dist.sample() if self.action.is_discrete else dist.sample(clip=False)
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """One actor and critic step on an imagined rollout (with gradient=dynamics, one whose rewards,
@@ -182,12 +189,15 @@ class ActorCritic(Behavior):
                 "ac/critic_grad_norm": critic_norm, "ac/value": slow_value.mean().item()}
 
     def _differentiable_returns(self, rollout: Rollout) -> torch.Tensor:
-        """(B, H) lambda-returns of the rollout with the gradient of its rewards, continuations and the
+        """(B, H) lambda-returns minus V(s_t), with the gradient of the rollout's rewards, continuations and the
         bootstrap critic's values of its states (the critic frozen: its weights learn only from its loss)."""
         net = self.critic if self.cfg.bootstrap == "fast" else self.slow_critic
         with frozen(net):
             value = self.twohot.decode(net(rollout.feat))  # (B, H+1)
-        return lambda_returns(rollout.reward.float(), rollout.cont.float(), value, self.cfg.gamma, self.cfg.lam)
+        returns = lambda_returns(rollout.reward.float(), rollout.cont.float(), value, self.cfg.gamma, self.cfg.lam)
+        # DreamerV3's backprop objective subtracts V(s_t) without stopping its gradient: for t >= 1 the value
+        # of a state depends on the actions that led there (Dreamer v1 maximised the returns alone).
+        return returns - value[:, :-1]
 
     def optim_state_dict(self) -> dict:
         return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}

@@ -8,7 +8,8 @@ discounted return sum_t gamma^t w_t r_t (w_t the probability of still being in t
 returns.py), and refit the distributions to the `elites` best: their action frequencies, or their mean
 and std. Execute the first action, then replan: when greedy, the most frequent elite action (a tie
 going to the best sequence's) or the Gaussian's mean (PlaNet's choice); otherwise a sample of the first
-step's distribution. With `warm_start` the next plan of a stream starts from its last one shifted by a
+step's distribution (discrete), or the mean plus N(0, explore_std) noise (Box, PlaNet's exploration).
+With `warm_start` the next plan of a stream starts from its last one shifted by a
 step (the last step the prior: uniform, or N(0, 1)) instead of from the prior; the plan is the
 stream's memory (behavior/protocol.py), so it
 is dropped at an episode start and never passes between evaluation and training streams; with `latent_modes` candidates are imagined with latent modes, not samples.
@@ -51,6 +52,9 @@ class CemConfig:
     min_prob: float = 0.01
     """Discrete actions: floor on every action's probability after a refit, so no action is ruled out for
     good."""
+    explore_std: float = 0.3
+    """Box actions, training (non-greedy) acts: std of the Gaussian noise added to the planned mean
+    (PlaNet: 0.3)."""
     latent_modes: bool = False
     """Imagine candidates with each latent's mode instead of a sample. With samples the elites are partly
     the candidates whose draws happened to go well, so the planner trusts luck the real env will not
@@ -81,7 +85,7 @@ def refit_gaussian(seqs: torch.Tensor, scores: torch.Tensor, elites: int) -> tor
     elites, not unbiased) of the `elites` best sequences of each batch row."""
     top = scores.topk(elites, dim=1).indices  # (B, E)
     best = seqs.gather(1, top[:, :, None, None].expand(-1, -1, *seqs.shape[2:]))  # (B, E, H, A)
-    return torch.cat([best.mean(1), best.std(1, correction=0)], -1)
+    return torch.cat([best.mean(1), (best.var(1, correction=0) + 1e-6).sqrt()], -1)  # PlaNet's floor
 
 
 class CemPlanner(Behavior):
@@ -111,7 +115,13 @@ class CemPlanner(Behavior):
         if not self.cfg.warm_start or plan is None:
             return initial
         assert plan.shape == initial.shape, f"plan memory {tuple(plan.shape)} != {tuple(initial.shape)}"
-        return torch.cat([plan[:, 1:], initial[:, :1]], 1)
+        shifted = torch.cat([plan[:, 1:], initial[:, :1]], 1)
+        if self.action.is_discrete:
+            return shifted
+        # Box: only the mean is carried over; the std restarts at 1 as PlaNet's every plan does. A carried
+        # std collapses to ~0 within a few acts and the plan can then no longer change course.
+        A = self.action.size
+        return torch.cat([shifted[..., :A], initial[..., A:]], -1)
 
     def forget(self, memory, is_first):
         if memory is None:
@@ -138,8 +148,10 @@ class CemPlanner(Behavior):
             if not greedy:
                 return torch.multinomial(first, 1)[:, 0]
             return modal_action(first, seqs[:, :, 0].gather(1, scores.argmax(1, keepdim=True))[:, 0])
-        mean, std = first.chunk(2, -1)  # (B, A) each
-        return mean if greedy else (mean + std * torch.randn_like(std)).clamp(-1.0, 1.0)
+        mean = first[:, :self.action.size]  # (B, A)
+        if greedy:
+            return mean
+        return (mean + self.cfg.explore_std * torch.randn_like(mean)).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def act(self, wm, state, feat, greedy, memory=None):

@@ -2,8 +2,9 @@
 package), either entirely inside the world model's dream or in the real environment.
 
 Parameters: W (A, F) and b (A); a discrete action is argmax(W f + b), a Box action tanh(W f + b) in
-[-1, 1]^A (World Models' CarRacing controller squashes steering by tanh and gas and brake into [0, 1]:
-the env's affine map of [-1, 1] onto [0, 1] makes tanh exactly that squashing, a sigmoid of 2 (W f + b)).
+[-1, 1]^A, which the env maps affinely onto its bounds. Departure on CarRacing: World Models' controller
+maps gas as (tanh + 1) / 2, as here, but brake as clip(tanh, 0, 1); the affine map gives brake
+(tanh + 1) / 2 too, so the search's starting mean (zero parameters) brakes at 0.5 where theirs brakes at 0.
 The controller is deterministic, as in World Models: W f + b are not trained as logits (their scale is whatever the search found), so a
 softmax of them would explore by an accident of scale, near uniform for small parameters. The search's
 own population is the exploration: in the real env each candidate plays; in the dream the real episodes

@@ -93,7 +93,8 @@ class RunSpec:
 
 ADDED_LATER = {("train", "num_envs"): 1, ("rssm", "imagine_from"): "replay", ("env", "pixels"): False,
                ("env", "action_repeat"): 1, ("env", "fast_render"): False, ("actor_critic", "gradient"): "auto",
-               ("actor_critic", "min_std"): 0.1, ("actor_critic", "max_std"): 1.0}
+               ("actor_critic", "min_std"): 0.1, ("actor_critic", "max_std"): 1.0,
+               ("cem", "explore_std"): 0.3}
 """Settings added after suites had been run, with the value every earlier run had: at that value they
 are left out of the hash, so the runs made before they existed keep their ids (and are not run again)."""
 

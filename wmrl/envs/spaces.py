@@ -68,7 +68,9 @@ class ActionSpace:
         """(...,) int64 or (..., A) float actions -> (..., input_dim) model input of `dtype`."""
         if self.is_discrete:
             return onehot_of(action, self.size, dtype)
-        return action.to(dtype)
+        # Clipped as the env clips (a REINFORCE policy's raw samples reach the model unclipped), with a
+        # straight-through gradient so the dynamics gradient still passes at the bounds.
+        return (action + (action.clamp(-1.0, 1.0) - action).detach()).to(dtype)
 
     def zeros(self, batch: int) -> np.ndarray:
         """(batch, *shape) actions that stand for "no previous action" (models ignore them at is_first)."""

@@ -42,10 +42,12 @@ class BoundedNormal:
     mean: torch.Tensor  # (..., A) in [-1, 1]
     std: torch.Tensor  # (..., A) in [min_std, max_std]
 
-    def sample(self) -> torch.Tensor:
-        """(..., A) a reparameterised sample, clipped to [-1, 1] with a straight-through gradient."""
+    def sample(self, clip: bool = True) -> torch.Tensor:
+        """(..., A) a reparameterised sample, clipped to [-1, 1] with a straight-through gradient; with
+        clip=False the raw Normal sample, whose log_prob is the likelihood of what was drawn (REINFORCE:
+        the log-density of a clipped sample would bias the score function)."""
         raw = self.mean + self.std * torch.randn_like(self.mean)
-        return raw + (raw.clamp(-1.0, 1.0) - raw).detach()
+        return raw + (raw.clamp(-1.0, 1.0) - raw).detach() if clip else raw
 
     def mode(self) -> torch.Tensor:
         return self.mean
