@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wmrl.run.dream import actions_taken_next
+from wmrl.run.horizon import actions_taken_next
 from wmrl.run.inference import load_run
 
 

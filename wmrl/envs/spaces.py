@@ -23,6 +23,12 @@ from wmrl.nets.categorical import onehot_of
 KINDS = ("discrete", "box")
 
 
+def clip_to_unit(action: torch.Tensor) -> torch.Tensor:
+    """Box actions clipped to [-1, 1] as the env clips them, with a straight-through gradient (the dynamics
+    gradient still passes at the bounds)."""
+    return action + (action.clamp(-1.0, 1.0) - action).detach()
+
+
 @dataclass(frozen=True)
 class ActionSpace:
     kind: str
@@ -68,9 +74,7 @@ class ActionSpace:
         """(...,) int64 or (..., A) float actions -> (..., input_dim) model input of `dtype`."""
         if self.is_discrete:
             return onehot_of(action, self.size, dtype)
-        # Clipped as the env clips (a REINFORCE policy's raw samples reach the model unclipped), with a
-        # straight-through gradient so the dynamics gradient still passes at the bounds.
-        return (action + (action.clamp(-1.0, 1.0) - action).detach()).to(dtype)
+        return clip_to_unit(action).to(dtype)  # a REINFORCE policy's raw samples reach the model unclipped
 
     def zeros(self, batch: int) -> np.ndarray:
         """(batch, *shape) actions that stand for "no previous action" (models ignore them at is_first)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from wmrl.envs.spaces import ActionSpace
+from wmrl.envs.spaces import ActionSpace, clip_to_unit
 from wmrl.nets.categorical import sample_index, unimix_logits
 
 
@@ -47,7 +47,7 @@ class BoundedNormal:
         clip=False the raw Normal sample, whose log_prob is the likelihood of what was drawn (REINFORCE:
         the log-density of a clipped sample would bias the score function)."""
         raw = self.mean + self.std * torch.randn_like(self.mean)
-        return raw + (raw.clamp(-1.0, 1.0) - raw).detach() if clip else raw
+        return clip_to_unit(raw) if clip else raw
 
     def mode(self) -> torch.Tensor:
         return self.mean

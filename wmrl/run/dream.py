@@ -17,7 +17,7 @@ import torch
 from wmrl.envs.state_names import state_names
 from wmrl.errors import WmrlError
 from wmrl.run.files import atomic_write, atomic_write_text, unwritable_reason
-from wmrl.run.horizon import faithful_horizon
+from wmrl.run.horizon import faithful_horizon, open_loop, prediction_mse
 from wmrl.run.inference import load_run
 
 # Colours for MinAtar-style object channels (C not 1 or 3); channel i is drawn in PALETTE[i % len].
@@ -109,16 +109,6 @@ def _write_plot(context: np.ndarray, real: np.ndarray, pred: np.ndarray, out: Pa
     plt.close(fig)
 
 
-def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torch.Tensor:
-    """action (B, T, ...) of replay sequences -> (B, horizon, ...): the actions really taken after a context of
-    `context` steps, a_{C-1} .. a_{C+H-2}, i.e. what open-loop imagination from that context is fed.
-    Where the sequences end early the last action is repeated (compare only the real steps there are)."""
-    taken = action[:, context - 1: context - 1 + horizon]
-    if taken.shape[1] < horizon:
-        taken = torch.cat([taken] + [taken[:, -1:]] * (horizon - taken.shape[1]), 1)
-    return taken
-
-
 IMAGE_SUFFIXES, PLOT_SUFFIXES = (".gif", ".mp4"), (".png",)
 
 
@@ -154,15 +144,11 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
     batch = agent.to_tensors(seq)
     wm = agent.wm.eval()
     torch.manual_seed(seed)
-    state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
-    rollout = wm.imagine(state, actions_taken_next(batch["action"], context, horizon), horizon)
-    pred = wm.predict_obs(rollout.feat[:, 1:])[0].cpu().numpy()  # (H, *obs_shape)
+    pred = open_loop(wm, batch, context, horizon)[0].cpu().numpy()  # (H, *obs_shape)
     real = seq["obs"][0, context: context + horizon]
     H = min(len(real), horizon)
     pred, real = pred[:H], real[:H]
-    scale = 255.0 if agent.spec.is_image else 1.0
-    err = ((pred.astype(np.float32) - real.astype(np.float32)) / scale) ** 2
-    per_step = err.reshape(H, -1).mean(1).tolist()
+    per_step = prediction_mse(pred, real, agent.spec.is_image).tolist()
     if out is None:
         out = run_dir / ("dream.gif" if agent.spec.is_image else "dream.png")
     _check_out(out, agent.spec.is_image)

@@ -47,8 +47,8 @@ def run_episodes(agent, envs: list[gym.Env], greedy: bool, max_steps: int = 0, s
                  record: list[dict[str, list]] | None = None) -> list[float]:
     """Play one episode in every env at once, each from a fresh model state; returns their returns.
 
-    With `record` (one dict per env), every step's obs_t, action_t and is_first_t of env i is appended to
-    record[i]["obs"], ["action"] and ["is_first"] (replay's alignment, data/replay.py)."""
+    With `record` (one dict per env), every step's obs_t and action_t of env i are appended to
+    record[i]["obs"] and ["action"] (replay's alignment, data/replay.py)."""
     obs = np.stack([env.reset(seed=None if seeds is None else seeds[i])[0] for i, env in enumerate(envs)])
     n = len(envs)
     state = agent.initial_state(n)
@@ -61,8 +61,8 @@ def run_episodes(agent, envs: list[gym.Env], greedy: bool, max_steps: int = 0, s
         keep = []
         for row, i in enumerate(live):
             if record is not None:
-                for key, value in (("obs", obs[i].copy()), ("action", actions[row]), ("is_first", is_first[i])):
-                    record[i].setdefault(key, []).append(value)
+                record[i].setdefault("obs", []).append(obs[i].copy())
+                record[i].setdefault("action", []).append(actions[row])
             obs[i], reward, terminated, truncated, info = envs[i].step(space.as_env_action(actions[row]))
             totals[i] += float(reward)
             lengths[i] += 1

@@ -23,6 +23,32 @@ from wmrl.run.evaluate import make_eval_envs, run_episodes
 HELD_OUT_SEED_OFFSET = 20_000
 
 
+def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torch.Tensor:
+    """action (B, T, ...) of replay sequences -> (B, horizon, ...): the actions really taken after a context of
+    `context` steps, a_{C-1} .. a_{C+H-2}, i.e. what open-loop imagination from that context is fed.
+    Where the sequences end early the last action is repeated (compare only the real steps there are)."""
+    taken = action[:, context - 1: context - 1 + horizon]
+    if taken.shape[1] < horizon:
+        taken = torch.cat([taken] + [taken[:, -1:]] * (horizon - taken.shape[1]), 1)
+    return taken
+
+
+def open_loop(wm, batch: dict[str, torch.Tensor], context: int, horizon: int) -> torch.Tensor:
+    """Rows obs, action, is_first (B, T, ...) -> (B, horizon, *obs_shape) the observations `wm` predicts
+    after observing the first `context` rows, imagining under the actions really taken."""
+    state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
+    rollout = wm.imagine(state, actions_taken_next(batch["action"], context, horizon), horizon)
+    return wm.predict_obs(rollout.feat[:, 1:])
+
+
+def prediction_mse(pred: np.ndarray, real: np.ndarray, is_image: bool) -> np.ndarray:
+    """(..., *obs_shape) predicted and real observations in the env's units -> (...) the mean squared error
+    of each observation, images in [0, 1] units."""
+    scale = 255.0 if is_image else 1.0
+    err = ((pred.astype(np.float32) - real.astype(np.float32)) / scale) ** 2
+    return err.reshape(*err.shape[:err.ndim - (3 if is_image else 1)], -1).mean(-1)
+
+
 def first_exceeding(model_err: np.ndarray, baseline_err: np.ndarray) -> np.ndarray:
     """(..., H) errors -> (...,) the first 1-based step where the model's error exceeds the baseline's,
     or H when it never does."""
@@ -33,8 +59,9 @@ def first_exceeding(model_err: np.ndarray, baseline_err: np.ndarray) -> np.ndarr
 
 def windows(episodes: list[dict[str, list]], length: int, stride: int) -> dict[str, np.ndarray]:
     """Windows of `length` steps inside single episodes, starting every `stride` steps: obs (N, L, ...),
-    action (N, L, ...), is_first (N, L). Episodes shorter than `length` give none."""
-    out: dict[str, list] = {"obs": [], "action": [], "is_first": []}
+    action (N, L, ...), is_first (N, L), True only at each window's first row (nothing before it is
+    observed). Episodes shorter than `length` give none."""
+    out: dict[str, list] = {"obs": [], "action": []}
     for ep in episodes:
         T = len(ep["obs"])
         for s in range(0, T - length + 1, stride):
@@ -43,8 +70,8 @@ def windows(episodes: list[dict[str, list]], length: int, stride: int) -> dict[s
     if not out["obs"]:
         return {}
     batch = {key: np.stack(v) for key, v in out.items()}
-    batch["is_first"] = np.zeros_like(batch["is_first"], dtype=bool)
-    batch["is_first"][:, 0] = True  # nothing before a window is observed
+    batch["is_first"] = np.zeros(batch["obs"].shape[:2], bool)
+    batch["is_first"][:, 0] = True
     return batch
 
 
@@ -79,16 +106,12 @@ def faithful_horizon(agent, cfg, context: int, horizon: int, episodes: int, stri
     wm = agent.wm.eval()
     torch.manual_seed(seed)
     with agent.autocast():
-        state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context],
-                                    batch["is_first"][:, :context])
-        rollout = wm.imagine(state, batch["action"][:, context - 1: length - 1], horizon)
-        pred = wm.predict_obs(rollout.feat[:, 1:]).float().cpu().numpy()  # (N, H, *obs_shape)
-    scale = 255.0 if agent.spec.is_image else 1.0
-    real = data["obs"][:, context:].astype(np.float32) / scale  # (N, H, *obs_shape)
-    mean_frame = data["obs"][:, :context].astype(np.float32).mean(1, keepdims=True) / scale  # (N, 1, ...)
+        pred = open_loop(wm, batch, context, horizon).float().cpu().numpy()  # (N, H, *obs_shape)
+    real = data["obs"][:, context:]  # (N, H, *obs_shape)
+    mean_frame = data["obs"][:, :context].astype(np.float32).mean(1, keepdims=True)  # (N, 1, *obs_shape)
     N = real.shape[0]
-    model_err = ((pred / scale - real) ** 2).reshape(N, horizon, -1).mean(-1)  # (N, H)
-    base_err = ((mean_frame - real) ** 2).reshape(N, horizon, -1).mean(-1)  # (N, H)
+    model_err = prediction_mse(pred, real, agent.spec.is_image)  # (N, H)
+    base_err = prediction_mse(np.broadcast_to(mean_frame, real.shape), real, agent.spec.is_image)  # (N, H)
     model_curve, base_curve = model_err.mean(0), base_err.mean(0)
     per_window = first_exceeding(model_err, base_err)
     return {**result, "windows": int(N), "faithful_horizon": int(first_exceeding(model_curve, base_curve)),
