@@ -212,3 +212,24 @@ def test_reinforce_scores_box_actions_as_drawn_and_the_model_sees_them_clipped()
     drawn = ac._imagined(torch.randn(4000, 3))
     assert drawn.abs().max() > 1.5, "REINFORCE must score the raw samples, not their clipped values"
     assert BOX.encode(drawn, torch.float32).abs().max() <= 1.0
+
+
+def test_the_dynamics_objective_subtracts_each_states_differentiable_value():
+    """DreamerV3's backprop objective is R_t - V(s_t) with V(s_t) not stopped. With a horizon of 2 and
+    continuation 1, the summed objective's derivative in V(s_0) is -1, in V(s_1) gamma (1 - lam) - 1
+    (R_0's bootstrap minus s_1's baseline), in V(s_2) gamma + gamma^2 lam (the returns' bootstraps only)."""
+    torch.manual_seed(0)
+    gamma, lam = 0.9, 0.5
+    cfg = ActorCriticConfig(hidden=16, layers=1, horizon=2, value_bins=15, gradient="dynamics", gamma=gamma, lam=lam)
+    ac = ActorCritic(cfg, 3, BOX)
+    with torch.no_grad():  # the critic's output layer starts at zero, which would make every derivative 0
+        for p in ac.critic.parameters():
+            p.normal_(0, 0.5)
+    feat = torch.randn(4, 3, 3, requires_grad=True)
+    rollout = Rollout(feat, torch.zeros(4, 2, 2), torch.randn(4, 2), torch.ones(4, 2))
+    (d_objective,) = torch.autograd.grad(ac._differentiable_returns(rollout).sum(), feat)
+    (d_value,) = torch.autograd.grad(ac.twohot.decode(ac.critic(feat)).sum(), feat)  # (4, 3, 3): dV(s_t)/ds_t
+    for t, weight in enumerate((-1.0, gamma * (1 - lam) - 1, gamma + gamma ** 2 * lam)):
+        assert d_value[:, t].abs().max() > 1e-2
+        assert torch.allclose(d_objective[:, t], weight * d_value[:, t], atol=1e-5), t
+    assert all(p.grad is None for p in ac.critic.parameters())
