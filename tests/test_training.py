@@ -19,7 +19,8 @@ from wmrl.errors import WmrlError
 from wmrl.run import checkpoint
 from wmrl.run.agent import Agent
 from wmrl.run.evaluate import evaluate, evaluation_seeds, make_eval_envs
-from wmrl.run.trainer import train
+from wmrl.bench.cost import fill
+from wmrl.run.trainer import build, train
 
 BANDIT = "tests.fake_envs:WmrlSignBandit-v0"  # 16-step episodes
 BOX_BANDIT = "tests.fake_envs:WmrlBoxSign-v0"
@@ -230,3 +231,19 @@ def test_a_checkpoint_made_before_a_setting_existed_resumes_with_its_default(tmp
 def test_settings_several_training_envs_cannot_honour_are_refused(overrides, match):
     with pytest.raises(WmrlError, match=match):
         config_mod.build(["debug"], {"seed": 0}, overrides)
+
+
+def test_bf16_on_the_cpu_autocasts_updates_and_leaves_acting_in_fp32(tmp_path, monkeypatch):
+    """precision=bf16 on the CPU: the world model's update runs under bf16 autocast, an act does not (one
+    act's small ops cost more under CPU autocast than they save)."""
+    cfg = config_mod.build(["debug"], {"seed": 0}, ["precision=bf16"])
+    env, spec, agent, replay = build(cfg, tmp_path, torch.device("cpu"))
+    obs = fill(env, replay, 300, 0)
+    seen = []
+    for name in ("observe", "loss"):
+        method = getattr(type(agent.wm), name)
+        monkeypatch.setattr(type(agent.wm), name, lambda self, *a, _m=method, _n=name:
+                            (seen.append((_n, torch.is_autocast_enabled("cpu"))), _m(self, *a))[1])
+    agent.act(agent.initial_state(1), obs[None], spec.action.zeros(1), np.ones(1, bool), greedy=True)
+    agent.update(replay, np.random.default_rng(0))
+    assert seen == [("observe", False), ("loss", True)]

@@ -47,11 +47,16 @@ class Agent:
         self.behavior = build_behavior(cfg, self.wm.feat_dim, spec.action).to(device)
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if bf16 else None
+        # Acting autocasts on CUDA only: one act's small ops cost more under CPU autocast than they save
+        # (MinAtar preset, threads=1: 0.80x per STORM act, 0.63x per RSSM act; updates 1.47x / 1.37x faster).
+        self.act_autocast_dtype = self.autocast_dtype if device.type == "cuda" else None
 
-    def autocast(self):
-        if self.autocast_dtype is None:
+    def autocast(self, acting: bool = False):
+        """The autocast context of updates, or of acting."""
+        dtype = self.act_autocast_dtype if acting else self.autocast_dtype
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return torch.autocast(self.device.type, dtype=dtype)
 
     # ------------------------------------------------------------------------------------- acting
     @torch.no_grad()
@@ -66,7 +71,7 @@ class Agent:
         a = torch.as_tensor(np.asarray(prev_action, dtype=self.spec.action.np_dtype), device=self.device)
         f = torch.as_tensor(np.asarray(is_first, dtype=bool), device=self.device)
         memory = self.behavior.forget(state.memory, f)
-        with self.autocast():
+        with self.autocast(acting=True):
             wm_state, feat = self.wm.observe(state.wm, o, a, f)
             if not self.wm.ready_to_imagine:  # planning in an untrained dream repeats one arbitrary action
                 action = self.spec.action.uniform(f.shape[0], self.device)
