@@ -11,6 +11,10 @@ seeded apart from training and evaluation; from each, windows of `context + hori
 are cut (the context observed as imagination starts are, then `horizon` steps imagined under the actions
 really taken). Reported: the per-step mean errors of the model and of the baseline over all windows,
 the faithful horizon of those mean curves, and the median of the windows' own horizons.
+
+Held-out episodes are whole games: where training treats a lost life as terminal (env.life_loss), a
+window may span one that the model was never trained to imagine across. The measure is meant for tasks
+without lives (DMC, CarRacing, the classic-control envs); on Atari it errs towards shorter horizons.
 """
 
 from __future__ import annotations
