@@ -229,6 +229,26 @@ def test_the_report_gives_the_median_time_to_a_target_over_the_runs_that_reached
     assert time_to_target(suite, []) == {}
 
 
+def test_the_report_counts_env_steps_as_agent_steps_times_the_action_repeat(tmp_path):
+    """PlaNet's, Dreamer's and DreamerV3's env steps are physics steps: with env.action_repeat=2 the curves'
+    evaluation steps and the steps to a target are twice the agent steps the runs log."""
+    from wmrl.bench.report import _curves, time_to_target
+
+    path = tmp_path / "repeat.yaml"
+    path.write_text(SUITE.replace("overrides: [", "overrides: [env.action_repeat=2, train.stop_at_return=12, ").replace(
+        "world_models: [storm, rssm]", "world_models: [storm]").replace(
+        "compare: [[storm+actor_critic, rssm+actor_critic]]\n", ""))
+    suite = load_suite(str(path))
+    curve = [{"step": 64, "eval/greedy/return_mean": 1.0}, {"step": 128, "eval/greedy/return_mean": 2.0}]
+    results = [{"run_id": s.run_id, "label": s.label, "env": s.env, "stopped_at_target": True, "train_minutes": 1.0,
+                "steps_trained": 128, "curve": curve} for s in suite.runs()]
+    (by_label,) = _curves(suite, results, "greedy").values()
+    (c,) = by_label.values()
+    assert c["steps"] == [128, 256] and c["iqm"] == [1.0, 2.0]
+    (row,) = time_to_target(suite, results).values()
+    assert row["median_steps"] == 256
+
+
 def test_a_run_measures_its_faithful_horizon_when_the_suite_asks_and_the_report_gives_it(tmp_path):
     from wmrl.bench.execute import execute
     from wmrl.bench.report import faithful_horizons

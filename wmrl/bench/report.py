@@ -85,10 +85,17 @@ def improvement(scores: dict[str, np.ndarray], pairs: list[list[str]]) -> list[d
     return out
 
 
+def env_steps_per_step(suite: Suite) -> dict[str, int]:
+    """{run_id: env steps per agent step} of the suite's runs: env.action_repeat, since env steps count
+    physics steps (PlaNet's, Dreamer's and DreamerV3's convention) and train.steps counts agent steps."""
+    return {s.run_id: s.config().env.action_repeat for s in suite.runs()}
+
+
 def _curves(suite: Suite, results: list[dict], mode: str) -> dict[str, dict[str, dict]]:
     """Training-time evaluations: {task: {label: {steps, iqm, low, high, mode}}}, IQM over seeds at every
-    evaluation step all of the label's runs reached, 95% bootstrap bands."""
+    evaluation step all of the label's runs reached, 95% bootstrap bands; steps are env steps."""
     rly, metrics = _rliable()
+    repeat = env_steps_per_step(suite)
     out: dict[str, dict[str, dict]] = {}
     for (env, label), runs in itertools.groupby(sorted(results, key=lambda r: (r["env"], r["label"])),
                                                 key=lambda r: (r["env"], r["label"])):
@@ -98,7 +105,8 @@ def _curves(suite: Suite, results: list[dict], mode: str) -> dict[str, dict[str,
         if not any(f"eval/{used}/return_mean" in row for row in runs[0]["curve"]):
             used = "sample" if mode == "greedy" else "greedy"  # training evaluations used the other mode
         key = f"eval/{used}/return_mean"
-        series = [{row["step"]: norm(row[key]) for row in r["curve"] if key in row} for r in runs]
+        series = [{row["step"] * repeat.get(r["run_id"], 1): norm(row[key]) for row in r["curve"] if key in row}
+                  for r in runs]
         steps = sorted(set.intersection(*(set(s) for s in series))) if series else []
         if not steps:
             continue
@@ -133,7 +141,7 @@ def _plots(out: Path, mode: str, summary: dict, scores: dict[str, np.ndarray], c
                 ax.plot(c["steps"], c["iqm"], label=label)
                 ax.fill_between(c["steps"], c["low"], c["high"], alpha=0.2)
             ax.set_title(f"{env}: training evaluations ({next(iter(by_label.values()))['mode']})", fontsize=9)
-            ax.set_xlabel("environment steps")
+            ax.set_xlabel("env steps (agent steps x action repeat)")
             ax.set_ylabel(f"IQM {unit} (95% CI)")
             ax.grid(alpha=0.3)
         axes[0, 0].legend(fontsize=7)
@@ -163,6 +171,7 @@ def time_to_target(suite: Suite, results: list[dict]) -> dict:
     its finished runs reached it, and the median wall time (training, evaluations included) and env steps
     to it over those runs, with every run's figures; {} if no run has a target."""
     targets = {s.run_id: s.config().train.stop_at_return for s in suite.runs()}
+    repeat = env_steps_per_step(suite)
     out: dict = {}
     for r in results:
         target = targets.get(r["run_id"])
@@ -174,7 +183,7 @@ def time_to_target(suite: Suite, results: list[dict]) -> dict:
         if r["stopped_at_target"]:
             row["reached"] += 1
             row["minutes"].append(r["train_minutes"])
-            row["steps"].append(r["steps_trained"])
+            row["steps"].append(r["steps_trained"] * repeat.get(r["run_id"], 1))
     for row in out.values():
         row["median_minutes"] = float(np.median(row["minutes"])) if row["minutes"] else None
         row["median_steps"] = float(np.median(row["steps"])) if row["steps"] else None
@@ -278,7 +287,7 @@ def markdown(suite: Suite, report: dict) -> str:
             lines.append(f"| {name} | {row['context']} | {row['horizon_steps']} | {row['median']:g} | "
                          f"{', '.join(map(str, row['horizons']))} | {row['reached_end']} of {len(row['horizons'])} |")
         lines.append("")
-    lines += ["## Runs", "", "| configuration | task | seed | steps trained | final | train min |",
+    lines += ["## Runs", "", "| configuration | task | seed | agent steps trained | final | train min |",
               "|---|---|---:|---:|---|---:|"]
     for run in sorted(report["runs"], key=lambda r: (r["label"], r["env"], r["seed"])):
         final = ", ".join(f"{k} {v:.1f}" for k, v in run["final"].items())
