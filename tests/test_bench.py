@@ -35,6 +35,7 @@ presets: [debug]
 overrides: [train.checkpoint_every=64, train.eval_every=64, train.log_every=32, train.warmup=64]
 eval: {episodes: 4, policy: both}
 compare: [[storm+actor_critic, rssm+actor_critic]]
+published: {"tests.fake_envs:WmrlSignBandit-v0": {a paper: 12.5}}
 groups:
   - name: pairs
     envs: ["tests.fake_envs:WmrlSignBandit-v0"]
@@ -158,6 +159,7 @@ def test_the_report_gives_rliable_intervals_for_both_modes(reference):
             assert (reference / plot).read_bytes()[:4] == b"\x89PNG"
     md = (reference / "report.md").read_text()
     assert "IQM" in md and "policy `both`" in md and "test: WmrlSignBandit-v0" in md
+    assert "| tests.fake_envs:WmrlSignBandit-v0 | a paper | 12.5 |" in md
 
 
 def test_the_same_run_named_twice_is_one_run(suite_file, tmp_path):
@@ -198,6 +200,14 @@ def test_a_suite_with_a_bad_run_is_refused_before_anything_runs(tmp_path, capsys
     path.write_text(SUITE.replace("seeds: [1, 2]", "seeds: [1, 2]\n    variants: {x: [storm.transformr.layers=2]}"))
     assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "storm.transformr" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_published_scores_for_an_env_the_suite_does_not_run_are_refused(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(SUITE.replace('{"tests.fake_envs:WmrlSignBandit-v0": {a paper: 12.5}}', '{CartPole-v1: {a paper: 500}}'))
+    assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "published entry CartPole-v1" in err and "WmrlSignBandit" in err and not (tmp_path / "out").exists()
 
 
 def test_a_setting_added_later_keeps_the_ids_of_runs_made_before_it_at_its_old_value():

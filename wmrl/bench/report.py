@@ -238,6 +238,11 @@ def build(suite: Suite, out: Path, command: str | None = None) -> dict:
     return report
 
 
+def published(suite: Suite, env: str) -> dict[str, float]:
+    """Published raw scores of `env`: the normalisation's reference table and the suite's own `published`."""
+    return {**references.published(suite.normalize, env), **suite.published.get(env, {})}
+
+
 def _ci(v: list[float]) -> str:
     return f"{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]"
 
@@ -259,7 +264,7 @@ def markdown(suite: Suite, report: dict) -> str:
         if r["per_task"]:
             lines += ["", "| task | configuration | IQM | mean | published |", "|---|---|---|---|---|"]
             for task, by in r["per_task"].items():
-                pub = ", ".join(f"{k} {v:g}" for k, v in references.published(suite.normalize, task).items())
+                pub = ", ".join(f"{k} {v:g}" for k, v in published(suite, task).items())
                 for label, v in sorted(by.items()):
                     lines.append(f"| {task} | {label} | {_ci(v['iqm'])} | {_ci(v['mean'])} | {pub} |")
         if r["improvement"]:
@@ -286,6 +291,11 @@ def markdown(suite: Suite, report: dict) -> str:
         for name, row in sorted(report["faithful_horizon"].items()):
             lines.append(f"| {name} | {row['context']} | {row['horizon_steps']} | {row['median']:g} | "
                          f"{', '.join(map(str, row['horizons']))} | {row['reached_end']} of {len(row['horizons'])} |")
+        lines.append("")
+    if suite.published:
+        lines += ["## Published scores", "", "Raw returns as the suite file gives them (their protocols may differ: "
+                  "see the suite's description).", "", "| task | source | score |", "|---|---|---:|"]
+        lines += [f"| {env} | {src} | {v:g} |" for env, by in suite.published.items() for src, v in by.items()]
         lines.append("")
     lines += ["## Runs", "", "| configuration | task | seed | agent steps trained | final | train min |",
               "|---|---|---:|---:|---|---:|"]

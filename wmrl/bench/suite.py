@@ -121,6 +121,8 @@ class Suite:
     eval: EvalSpec = field(default_factory=EvalSpec)
     gpus_per_run: float = 1.0
     compare: list[list[str]] = field(default_factory=list)
+    published: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Published scores (raw returns) shown beside the suite's in its report: {env id: {source: score}}."""
     path: str = ""
 
     def runs(self) -> list[RunSpec]:
@@ -188,6 +190,13 @@ def _validate(suite: Suite) -> None:
         except WmrlError as e:
             raise WmrlError(f"suite {suite.name}, run {spec.label} on {spec.env} seed {spec.seed}: {e.problem}",
                             e.fix) from e
+    envs = {s.env for s in runs}
+    for env, scores in suite.published.items():
+        if env not in envs or not isinstance(scores, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in scores.items()):
+            raise WmrlError(f"suite published entry {env}: {scores!r} is not a mapping of sources to scores for one "
+                            "of the suite's envs", f"use published: {{ENV: {{SOURCE: SCORE}}}} with ENV one of: "
+                            f"{', '.join(sorted(envs))}")
     labels = {s.label for s in runs}
     for pair in suite.compare:
         if len(pair) != 2 or not set(pair) <= labels:
