@@ -32,7 +32,9 @@ class Mixture:
         return torch.logsumexp(self.logits.float().log_softmax(-1) + normal, -1).sum(-1)
 
     def sample(self, temperature: float = 1.0, mode: bool = False) -> torch.Tensor:
-        """(..., D) draw at `temperature`; mode = the mean of each dimension's most probable component."""
+        """(..., D) draw at `temperature`; mode = the mean of each dimension's most probable component.
+        Reparameterised within the drawn component: a gradient (actor_critic.gradient=dynamics) reaches the
+        component's mean and std, not the choice of the component (a discrete draw)."""
         if mode:
             pick = self.logits.argmax(-1, keepdim=True)
             return self.mean.gather(-1, pick)[..., 0]
