@@ -275,6 +275,10 @@ def test_a_run_measures_its_faithful_horizon_when_the_suite_asks_and_the_report_
     (row,) = faithful_horizons([result, {**result, "faithful_horizon": {**h, "faithful_horizon": 2}},
                                 {**result, "faithful_horizon": None}]).values()
     assert row["horizons"] == [h["faithful_horizon"], 2] and row["median"] == (h["faithful_horizon"] + 2) / 2
+    assert row["horizons_modes"] == [h["faithful_horizon_modes"]] * 2
+    old = {k: v for k, v in h.items() if not k.endswith("_modes")}  # a result made before latent modes were measured
+    (row,) = faithful_horizons([{**result, "faithful_horizon": old}]).values()
+    assert row["median_modes"] is None and row["horizons"] == [h["faithful_horizon"]]
     bad = tmp_path / "bad.yaml"
     bad.write_text(path.read_text().replace("horizon_steps: 6", "horizon_steps: 0"))
     with pytest.raises(WmrlError, match="horizon_steps >= 1"):

@@ -35,5 +35,7 @@ def test_dream_reports_the_faithful_horizon_over_held_out_episodes(tmp_path, cap
     assert held["episodes"] == 3 and held["windows"] >= 1
     assert 1 <= held["faithful_horizon"] <= 5 and len(held["model_mse"]) == len(held["baseline_mse"]) == 5
     assert held["reached_end"] == all(m <= b for m, b in zip(held["model_mse"], held["baseline_mse"]))
+    assert 1 <= held["faithful_horizon_modes"] <= 5 and len(held["model_mse_modes"]) == 5
+    assert held["model_mse_modes"] != held["model_mse"]  # one sampled rollout is not the latent modes' future
     saved = json.loads((run / "dream.json").read_text())
     assert saved["held_out"]["faithful_horizon"] == held["faithful_horizon"]

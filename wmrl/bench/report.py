@@ -199,11 +199,14 @@ def faithful_horizons(results: list[dict]) -> dict:
         if not h or h.get("faithful_horizon") is None:
             continue
         row = out.setdefault(f"{r['label']} on {r['env']}", {"horizon_steps": h["horizon"], "context": h["context"],
-                                                               "horizons": [], "reached_end": 0})
+                                                               "horizons": [], "reached_end": 0, "horizons_modes": []})
         row["horizons"].append(h["faithful_horizon"])
         row["reached_end"] += int(h["reached_end"])
+        if "faithful_horizon_modes" in h:  # results made before latent modes were measured lack it
+            row["horizons_modes"].append(h["faithful_horizon_modes"])
     for row in out.values():
         row["median"] = float(np.median(row["horizons"]))
+        row["median_modes"] = float(np.median(row["horizons_modes"])) if row["horizons_modes"] else None
     return out
 
 
@@ -285,12 +288,16 @@ def markdown(suite: Suite, report: dict) -> str:
     if report.get("faithful_horizon"):
         lines += ["## Faithful horizon", "",
                   "The first open-loop step at which the model's prediction error exceeds that of predicting the "
-                  "context's mean observation, on held-out episodes (`wmrl/run/horizon.py`).", "",
-                  "| configuration | context | steps imagined | median | per run | reached the end |",
-                  "|---|---:|---:|---:|---|---:|"]
+                  "context's mean observation, on held-out episodes (`wmrl/run/horizon.py`): one sampled rollout "
+                  "per window, and under latent modes.", "",
+                  "| configuration | context | steps imagined | median (sampled) | per run | reached the end | "
+                  "median (latent modes) | per run |",
+                  "|---|---:|---:|---:|---|---:|---:|---|"]
         for name, row in sorted(report["faithful_horizon"].items()):
+            modes = "-" if row["median_modes"] is None else f"{row['median_modes']:g}"
             lines.append(f"| {name} | {row['context']} | {row['horizon_steps']} | {row['median']:g} | "
-                         f"{', '.join(map(str, row['horizons']))} | {row['reached_end']} of {len(row['horizons'])} |")
+                         f"{', '.join(map(str, row['horizons']))} | {row['reached_end']} of {len(row['horizons'])} | "
+                         f"{modes} | {', '.join(map(str, row['horizons_modes'])) or '-'} |")
         lines.append("")
     if suite.published:
         lines += ["## Published scores", "", "Raw returns as the suite file gives them (their protocols may differ: "

@@ -10,7 +10,10 @@ Held-out episodes are played by the run's own agent (its sampled policy, as in t
 seeded apart from training and evaluation; from each, windows of `context + horizon` consecutive steps
 are cut (the context observed as imagination starts are, then `horizon` steps imagined under the actions
 really taken). Reported: the per-step mean errors of the model and of the baseline over all windows,
-the faithful horizon of those mean curves, and the median of the windows' own horizons.
+the faithful horizon of those mean curves, and the median of the windows' own horizons; each for one
+sampled rollout per window (imagination as behaviours see it; a sample's error includes its spread) and
+under latent modes (`*_modes`: the model's single most likely future, compared like for like with the
+baseline's single prediction).
 
 Held-out episodes are whole games: where training treats a lost life as terminal (env.life_loss), a
 window may span one that the model was never trained to imagine across. The measure is meant for tasks
@@ -89,8 +92,9 @@ def faithful_horizon(agent, cfg, context: int, horizon: int, episodes: int, stri
         horizon: open-loop steps imagined per window.
         stride: steps between window starts (default: the window length, windows do not overlap).
     Returns:
-        {"faithful_horizon", "median_window_horizon", "windows", "model_mse", "baseline_mse", ...}; the
-        horizons are None when no held-out episode is long enough for one window.
+        {"faithful_horizon", "median_window_horizon", "windows", "model_mse", "baseline_mse", ...} and the
+        same under latent modes ("faithful_horizon_modes", ...); the horizons are None when no held-out
+        episode is long enough for one window.
     """
     length = context + horizon
     envs = make_eval_envs(cfg.env, cfg.seed + HELD_OUT_SEED_OFFSET, episodes)
@@ -109,16 +113,18 @@ def faithful_horizon(agent, cfg, context: int, horizon: int, episodes: int, stri
     batch = agent.to_tensors(data)
     wm = agent.wm.eval()
     torch.manual_seed(seed)
-    with agent.autocast():
-        pred = open_loop(wm, batch, context, horizon).float().cpu().numpy()  # (N, H, *obs_shape)
     real = data["obs"][:, context:]  # (N, H, *obs_shape)
     mean_frame = data["obs"][:, :context].astype(np.float32).mean(1, keepdims=True)  # (N, 1, *obs_shape)
-    N = real.shape[0]
-    model_err = prediction_mse(pred, real, agent.spec.is_image)  # (N, H)
     base_err = prediction_mse(np.broadcast_to(mean_frame, real.shape), real, agent.spec.is_image)  # (N, H)
-    model_curve, base_curve = model_err.mean(0), base_err.mean(0)
-    per_window = first_exceeding(model_err, base_err)
-    return {**result, "windows": int(N), "faithful_horizon": int(first_exceeding(model_curve, base_curve)),
-            "median_window_horizon": float(np.median(per_window)),
-            "reached_end": bool((model_curve <= base_curve).all()),
-            "model_mse": model_curve.tolist(), "baseline_mse": base_curve.tolist()}
+    base_curve = base_err.mean(0)
+    result.update(windows=int(real.shape[0]), baseline_mse=base_curve.tolist())
+    for suffix, modes in (("", False), ("_modes", True)):
+        with agent.autocast(), wm.latent_modes(modes):
+            pred = open_loop(wm, batch, context, horizon).float().cpu().numpy()  # (N, H, *obs_shape)
+        model_err = prediction_mse(pred, real, agent.spec.is_image)  # (N, H)
+        model_curve = model_err.mean(0)
+        result.update({f"faithful_horizon{suffix}": int(first_exceeding(model_curve, base_curve)),
+                       f"median_window_horizon{suffix}": float(np.median(first_exceeding(model_err, base_err))),
+                       f"reached_end{suffix}": bool((model_curve <= base_curve).all()),
+                       f"model_mse{suffix}": model_curve.tolist()})
+    return result
