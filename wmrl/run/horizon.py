@@ -107,12 +107,20 @@ def faithful_horizon(agent, cfg, context: int, horizon: int, episodes: int, stri
     result = {"context": context, "horizon": horizon, "episodes": episodes,
               "episode_lengths": [len(r.get("obs", [])) for r in record]}
     if not data:
-        return {**result, "windows": 0, "faithful_horizon": None, "median_window_horizon": None}
+        return {**result, "windows": 0, **{f"{k}{s}": None for k in ("faithful_horizon", "median_window_horizon")
+                                          for s in ("", "_modes")}}
     keep = np.random.default_rng(seed).permutation(len(data["obs"]))[:max_windows]
-    data = {k: v[np.sort(keep)] for k, v in data.items()}
+    return {**result, **window_horizons(agent, {k: v[np.sort(keep)] for k, v in data.items()}, context, horizon, seed)}
+
+
+@torch.no_grad()
+def window_horizons(agent, data: dict[str, np.ndarray], context: int, horizon: int, seed: int = 0) -> dict:
+    """The faithful horizon of `agent`'s model on windows obs, action, is_first (N, context + horizon, ...):
+    sampled (torch seeded by `seed`) and under latent modes (`*_modes`, the same whatever the seed)."""
     batch = agent.to_tensors(data)
     wm = agent.wm.eval()
     torch.manual_seed(seed)
+    result: dict = {}
     real = data["obs"][:, context:]  # (N, H, *obs_shape)
     mean_frame = data["obs"][:, :context].astype(np.float32).mean(1, keepdims=True)  # (N, 1, *obs_shape)
     base_err = prediction_mse(np.broadcast_to(mean_frame, real.shape), real, agent.spec.is_image)  # (N, H)
