@@ -208,6 +208,9 @@ def test_published_scores_for_an_env_the_suite_does_not_run_are_refused(tmp_path
     assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "published entry CartPole-v1" in err and "WmrlSignBandit" in err and not (tmp_path / "out").exists()
+    path.write_text(SUITE.replace('{"tests.fake_envs:WmrlSignBandit-v0": {a paper: 12.5}}', ''))
+    assert main(["bench", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "is not a mapping" in capsys.readouterr().err
 
 
 def test_a_setting_added_later_keeps_the_ids_of_runs_made_before_it_at_its_old_value():
@@ -245,7 +248,8 @@ def test_the_report_counts_env_steps_as_agent_steps_times_the_action_repeat(tmp_
     from wmrl.bench.report import _curves, time_to_target
 
     path = tmp_path / "repeat.yaml"
-    path.write_text(SUITE.replace("overrides: [", "overrides: [env.action_repeat=2, train.stop_at_return=12, ").replace(
+    path.write_text(SUITE.replace("tests.fake_envs:WmrlSignBandit-v0", "dmc/cartpole-balance").replace(
+        "overrides: [", "overrides: [env.action_repeat=2, train.stop_at_return=12, ").replace(
         "world_models: [storm, rssm]", "world_models: [storm]").replace(
         "compare: [[storm+actor_critic, rssm+actor_critic]]\n", ""))
     suite = load_suite(str(path))
@@ -257,6 +261,31 @@ def test_the_report_counts_env_steps_as_agent_steps_times_the_action_repeat(tmp_
     assert c["steps"] == [128, 256] and c["iqm"] == [1.0, 2.0]
     (row,) = time_to_target(suite, results).values()
     assert row["median_steps"] == 256
+
+
+def test_runs_without_a_final_evaluation_in_a_mode_leave_their_configuration_out_of_it(tmp_path):
+    """A run finished while the suite asked for greedy evaluation only has no sampled score: after the suite
+    asks for both, its configuration is incomplete in the sampled table instead of crashing the report."""
+    from wmrl.bench.report import score_matrices
+
+    suite = load_suite(str(_write(tmp_path, SUITE)))
+    results = [{"run_id": s.run_id, "label": s.label, "env": s.env, "seed": s.seed,
+                "final": {"greedy": {"return_mean": 1.0}, **({"sample": {"return_mean": 2.0}} if s.world_model == "rssm" else {})}}
+               for s in suite.runs()]
+    greedy, _ = score_matrices(suite, results, "greedy")
+    sample, _ = score_matrices(suite, results, "sample")
+    assert set(greedy) == {"storm+actor_critic", "rssm+actor_critic"} and set(sample) == {"rssm+actor_critic"}
+
+
+@pytest.mark.parametrize("name", __import__("wmrl.bench.suite", fromlist=["available_suites"]).available_suites())
+def test_every_shipped_suite_loads(name):
+    assert load_suite(name).runs()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return path
 
 
 def test_a_run_measures_its_faithful_horizon_when_the_suite_asks_and_the_report_gives_it(tmp_path):

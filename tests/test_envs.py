@@ -233,3 +233,11 @@ def test_carracing_takes_the_unit_box_for_steer_gas_and_brake():
     for action in ([-1.0, -1.0, 1.0], [1.0, 1.0, -1.0]):
         obs, reward, *_ = env.step(np.array(action, np.float32))
         assert obs.shape == (3, 64, 64) and np.isfinite(reward)
+
+
+@pytest.mark.parametrize("key, value", [("action_repeat", 2), ("pixels", True), ("fast_render", True)])
+def test_dmc_only_settings_on_another_env_are_refused_not_ignored(key, value):
+    """An ignored env.action_repeat would also make the bench count twice the env steps that happened."""
+    with pytest.raises(WmrlError, match=f"env.{key}=.* applies to DMC tasks"):
+        EnvConfig(id="CartPole-v1", **{key: value}).validate()
+    EnvConfig(id="dmc/cartpole-balance", **{key: value}).validate()

@@ -46,8 +46,9 @@ class Config:
     threads: int = 2
     """torch intra-op threads; set it to the cores this run may use alone."""
     precision: str = "auto"
-    """auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16. bf16 applies to updates everywhere and
-    to acting on CUDA only (on the CPU it made one act slower)."""
+    """auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16. bf16 applies everywhere to updates and to
+    wmrl dream's imagination (the faithful horizon's too), and to acting (CEM's planning included) on CUDA
+    only: on the CPU it made one act slower."""
     world_model: str = "storm"
     """storm, rssm or mdnrnn; its section (storm., rssm., mdnrnn.) holds its settings."""
     behavior: str = "actor_critic"

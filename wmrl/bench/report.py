@@ -44,11 +44,14 @@ def _aggregate(x: np.ndarray) -> np.ndarray:
 
 
 def score_matrices(suite: Suite, results: list[dict], mode: str) -> tuple[dict[str, np.ndarray], list[str]]:
-    """{label: (seeds, tasks) normalised final scores} for the labels whose every run has finished, and the
+    """{label: (seeds, tasks) normalised final scores} for the labels whose every run has finished with a
+    final evaluation in `mode` (a run made while the suite asked for the other policy lacks it), and the
     tasks in order."""
     tasks = sorted({r["env"] for r in results})
     by = {}
     for r in results:
+        if mode not in r["final"]:
+            continue
         by.setdefault(r["label"], {}).setdefault(r["env"], []).append((r["seed"], r["final"][mode]["return_mean"]))
     wanted = {}
     for spec in suite.runs():
@@ -241,11 +244,6 @@ def build(suite: Suite, out: Path, command: str | None = None) -> dict:
     return report
 
 
-def published(suite: Suite, env: str) -> dict[str, float]:
-    """Published raw scores of `env`: the normalisation's reference table and the suite's own `published`."""
-    return {**references.published(suite.normalize, env), **suite.published.get(env, {})}
-
-
 def _ci(v: list[float]) -> str:
     return f"{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]"
 
@@ -267,7 +265,7 @@ def markdown(suite: Suite, report: dict) -> str:
         if r["per_task"]:
             lines += ["", "| task | configuration | IQM | mean | published |", "|---|---|---|---|---|"]
             for task, by in r["per_task"].items():
-                pub = ", ".join(f"{k} {v:g}" for k, v in published(suite, task).items())
+                pub = ", ".join(f"{k} {v:g}" for k, v in references.published(suite.normalize, task).items())
                 for label, v in sorted(by.items()):
                     lines.append(f"| {task} | {label} | {_ci(v['iqm'])} | {_ci(v['mean'])} | {pub} |")
         if r["improvement"]:

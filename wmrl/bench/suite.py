@@ -191,6 +191,9 @@ def _validate(suite: Suite) -> None:
             raise WmrlError(f"suite {suite.name}, run {spec.label} on {spec.env} seed {spec.seed}: {e.problem}",
                             e.fix) from e
     envs = {s.env for s in runs}
+    if not isinstance(suite.published, dict):
+        raise WmrlError(f"suite published: {suite.published!r} is not a mapping",
+                        "use published: {ENV: {SOURCE: SCORE}} or leave it out")
     for env, scores in suite.published.items():
         if env not in envs or not isinstance(scores, dict) or not all(
                 isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in scores.items()):

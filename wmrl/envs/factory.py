@@ -119,6 +119,13 @@ class EnvConfig:
         if not isinstance(self.action_repeat, int) or self.action_repeat < 1:
             raise WmrlError(f"env.action_repeat must be an integer >= 1, got {self.action_repeat!r}",
                             "use 2 (Dreamer on DMC) or 1 (no repeat)")
+        if not self.id.startswith("dmc/"):  # DMC-only settings away from their defaults would be ignored
+            for key, default, fix in (("action_repeat", 1, "Atari repeats through env.frame_skip"),
+                                      ("pixels", False, "image envs give frames already"),
+                                      ("fast_render", False, "it changes DMC's renderer only")):
+                if getattr(self, key) != default:
+                    raise WmrlError(f"env.{key}={getattr(self, key)!r} applies to DMC tasks (dmc/<domain>-<task>) only, "
+                                    f"and env.id is {self.id}", f"set env.{key}={str(default).lower()} for it ({fix})")
         if not isinstance(self.noop_max, int) or self.noop_max < 0:
             raise WmrlError(f"env.noop_max must be an integer >= 0, got {self.noop_max!r}",
                             "use 30 (the standard Atari protocol) or 0 (STORM's code)")
