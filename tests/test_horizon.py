@@ -44,6 +44,18 @@ def test_dream_reports_the_faithful_horizon_over_held_out_episodes(tmp_path, cap
     assert saved["held_out"]["faithful_horizon"] == held["faithful_horizon"]
 
 
+def test_a_bf16_run_dreams_and_reports_its_horizon(tmp_path, capsys):
+    """The dream and the faithful horizon imagine under the update autocast (bf16 here) and give finite errors."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--run-dir", str(run), "--no-progress", "--set", "train.steps=150",
+                 "--set", "precision=bf16"]) == 0
+    capsys.readouterr()
+    assert main(["dream", str(run), "--horizon", "4", "--held-out", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["mse_per_step"]) == 4 and all(np.isfinite(result["mse_per_step"]))
+    assert 1 <= result["held_out"]["faithful_horizon"] <= 4
+
+
 def test_the_latent_modes_horizon_is_one_future_and_the_sampled_one_a_draw(tmp_path):
     """Under latent modes the open-loop prediction is the model's single most likely future, the same
     whatever torch's seed; the sampled rollout is a draw that changes with it."""

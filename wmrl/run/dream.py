@@ -145,7 +145,7 @@ def dream(run_dir: Path, horizon: int, out: Path | None, seed: int = 0, device: 
     wm = agent.wm.eval()
     torch.manual_seed(seed)
     with agent.autocast():  # as the faithful horizon imagines (and behaviours learn)
-        pred = open_loop(wm, batch, context, horizon)[0].float().cpu().numpy()  # (H, *obs_shape)
+        pred = open_loop(wm, batch, context, horizon)[0].cpu().numpy()  # (H, *obs_shape)
     real = seq["obs"][0, context: context + horizon]
     H = min(len(real), horizon)
     pred, real = pred[:H], real[:H]

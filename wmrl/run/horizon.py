@@ -42,10 +42,12 @@ def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torc
 
 def open_loop(wm, batch: dict[str, torch.Tensor], context: int, horizon: int) -> torch.Tensor:
     """Rows obs, action, is_first (B, T, ...) -> (B, horizon, *obs_shape) the observations `wm` predicts
-    after observing the first `context` rows, imagining under the actions really taken."""
+    after observing the first `context` rows, imagining under the actions really taken; in the env's dtype
+    (uint8 frames stay uint8), float predictions in fp32 even when imagined under bf16 autocast."""
     state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
     rollout = wm.imagine(state, actions_taken_next(batch["action"], context, horizon), horizon)
-    return wm.predict_obs(rollout.feat[:, 1:])
+    pred = wm.predict_obs(rollout.feat[:, 1:])
+    return pred.float() if pred.is_floating_point() else pred
 
 
 def prediction_mse(pred: np.ndarray, real: np.ndarray, is_image: bool) -> np.ndarray:
@@ -128,7 +130,7 @@ def window_horizons(agent, data: dict[str, np.ndarray], context: int, horizon: i
     result.update(windows=int(real.shape[0]), baseline_mse=base_curve.tolist())
     for suffix, modes in (("", False), ("_modes", True)):
         with agent.autocast(), wm.latent_modes(modes):
-            pred = open_loop(wm, batch, context, horizon).float().cpu().numpy()  # (N, H, *obs_shape)
+            pred = open_loop(wm, batch, context, horizon).cpu().numpy()  # (N, H, *obs_shape)
         model_err = prediction_mse(pred, real, agent.spec.is_image)  # (N, H)
         model_curve = model_err.mean(0)
         result.update({f"faithful_horizon{suffix}": int(first_exceeding(model_curve, base_curve)),
