@@ -9,6 +9,7 @@ Scores are each run's final-evaluation mean (suite `eval`), normalised per task 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import sys
@@ -238,10 +239,17 @@ def build(suite: Suite, out: Path, command: str | None = None) -> dict:
     report["faithful_horizon"] = faithful_horizons(results)
     report["runs"] = [{k: r[k] for k in ("label", "env", "seed", "steps", "steps_trained", "train_minutes",
                                         "stopped_at_target", "nonfinite_updates", "params_world_model", "commit")}
-                      | {"final": {m: v["return_mean"] for m, v in r["final"].items()}} for r in results]
+                      | {"final": {m: v["return_mean"] for m, v in r["final"].items()}, "machine": _run_machine(r)}
+                      for r in results]
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     atomic_write_text(out / "report.md", markdown(suite, report))
     return report
+
+
+def _run_machine(result: dict) -> str:
+    """The CPU (and GPU) a run trained on: its wall times compare only with runs on the same one."""
+    m = result.get("machine") or {}
+    return m.get("cpu", "unknown") + (f" + {m['gpu']}" if m.get("gpu") else "")
 
 
 def _ci(v: list[float]) -> str:
@@ -252,7 +260,9 @@ def markdown(suite: Suite, report: dict) -> str:
     m = report["machine"]
     lines = [f"# wmrl bench: {suite.name}", "",
              f"- protocol: {suite.protocol or 'not named'}", f"- suite file: `{report['suite_file']}`",
-             f"- commit: `{report['commit']}`; machine: {m['cpu']}, GPU {m['gpu'] or 'none'}, torch {m['torch']}",
+             f"- commit: `{report['commit']}`; report built on: {m['cpu']}, GPU {m['gpu'] or 'none'}, torch {m['torch']}",
+             "- runs trained on: " + ", ".join(f"{name} ({n} runs)" for name, n in
+                                               collections.Counter(r["machine"] for r in report["runs"]).items()),
              f"- command: `{report['command']}`; date: {report['date']}",
              f"- final evaluation: {suite.eval.episodes} episodes per run, policy `{suite.eval.policy}`; "
              f"scores: {report['unit']}; runs finished: {report['runs_finished']} of {report['runs_total']}",
@@ -274,7 +284,8 @@ def markdown(suite: Suite, report: dict) -> str:
         lines += [""] + [f"![{f}]({f})" for f in r["plots"]] + [""]
     if report.get("time_to_target"):
         lines += ["## Time to the target return", "",
-                  "Wall time includes the evaluations during training; medians over the runs that reached it.", "",
+                  "Wall time includes the evaluations during training; medians over the runs that reached it. "
+                  "Minutes compare only between runs on the same machine (the Runs table names each run's).", "",
                   "| configuration | target | reached | median min | median env steps | min per run | steps per run |",
                   "|---|---:|---:|---:|---:|---|---|"]
         for name, row in sorted(report["time_to_target"].items()):
@@ -302,10 +313,10 @@ def markdown(suite: Suite, report: dict) -> str:
                   "see the suite's description).", "", "| task | source | score |", "|---|---|---:|"]
         lines += [f"| {env} | {src} | {v:g} |" for env, by in suite.published.items() for src, v in by.items()]
         lines.append("")
-    lines += ["## Runs", "", "| configuration | task | seed | agent steps trained | final | train min |",
-              "|---|---|---:|---:|---|---:|"]
+    lines += ["## Runs", "", "| configuration | task | seed | agent steps trained | final | train min | machine |",
+              "|---|---|---:|---:|---|---:|---|"]
     for run in sorted(report["runs"], key=lambda r: (r["label"], r["env"], r["seed"])):
         final = ", ".join(f"{k} {v:.1f}" for k, v in run["final"].items())
         lines.append(f"| {run['label']} | {run['env']} | {run['seed']} | {run['steps_trained']} | {final} | "
-                     f"{run['train_minutes']:.1f} |")
+                     f"{run['train_minutes']:.1f} | {run['machine']} |")
     return "\n".join(lines) + "\n"
