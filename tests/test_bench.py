@@ -315,3 +315,21 @@ def test_a_run_measures_its_faithful_horizon_when_the_suite_asks_and_the_report_
     bad.write_text(path.read_text().replace("horizon_steps: 6", "horizon_steps: 0"))
     with pytest.raises(WmrlError, match="horizon_steps >= 1"):
         load_suite(str(bad))
+
+
+def test_only_runs_the_named_configuration_and_refuses_an_unknown_one(suite_file, reference, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference / "runs", out / "runs")
+    gone = {run: path for run, path in results(out).items()}
+    for path in gone.values():
+        path.unlink()  # every run unfinished: --only decides which ones run
+    assert main(["bench", str(suite_file), "--out", str(out), "--only", "rssm+actor_critic"]) == 0
+    ran = results(out)
+    assert len(ran) == 2 and all(json.loads(p.read_text())["label"] == "rssm+actor_critic" for p in ran.values())
+    assert json.loads((out / "report.json").read_text())["runs_finished"] == 2
+    capsys.readouterr()
+    assert main(["bench", str(suite_file), "--out", str(out), "--only", "storm+actor_critc", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "storm+actor_critc" in err and "storm+actor_critic" in err and len(results(out)) == 2

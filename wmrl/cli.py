@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cpus", type=int, help="CPU slots of the local cluster (default: all cores)")
     b.add_argument("--dry-run", action="store_true", help="list the runs and their projected CPU hours")
     b.add_argument("--report-only", action="store_true", help="report the finished runs, run nothing")
+    b.add_argument("--only", action="append", metavar="LABEL",
+                   help="run only this configuration (as the report names it, e.g. storm+actor_critic/envs4); "
+                        "repeatable; the report still covers every finished run in --out")
     return p
 
 
@@ -210,13 +213,15 @@ def _bench(args) -> None:
     if args.threads < 1 or (args.cpus is not None and args.cpus < 1):
         raise WmrlError("--threads and --cpus must be >= 1", "pass e.g. --threads 1 --cpus 2")
     suite = load_suite(args.suite)
+    runner.select(suite.runs(), args.only)  # an unknown label is refused before anything runs
     if args.dry_run:
-        runner.dry_run(suite, args.threads, log=lambda m: print(m, file=sys.stderr))
+        runner.dry_run(suite, args.threads, log=lambda m: print(m, file=sys.stderr), only=args.only)
         return
     out = args.out or Path("runs") / "bench" / suite.name
     runner.require("rliable")
     if not args.report_only:
-        runner.run_suite(suite, out, args.address, args.threads, args.cpus, log=lambda m: print(m, file=sys.stderr))
+        runner.run_suite(suite, out, args.address, args.threads, args.cpus, log=lambda m: print(m, file=sys.stderr),
+                         only=args.only)
     built = report.build(suite, out)
     _print_json({"report": str(out / "report.md"), "runs_finished": built["runs_finished"],
                  "runs_total": built["runs_total"]})

@@ -69,14 +69,16 @@ def _task(spec: RunSpec, out: str, threads: int, driver: tuple[str, int]) -> dic
 
 
 def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int = 1, cpus: int | None = None,
-              log=print) -> list[dict]:
-    """Run every unfinished run of `suite` on Ray; returns every run's result (in suite order). Errors
-    of single runs are collected and raised together at the end (the other runs go on)."""
+              log=print, only: list[str] | None = None) -> list[dict]:
+    """Run every unfinished run of `suite` (of the configurations labelled in `only`, if given) on Ray;
+    returns the results of those runs (in suite order). Errors of single runs are collected and raised together at the
+    end (the other runs go on)."""
     ray = require("ray")
     require("rliable")
-    specs = suite.runs()
+    specs = select(suite.runs(), only)
     pending = [s for s in specs if not result_path(out, s).exists()]
-    log(f"{suite.name}: {len(specs)} runs, {len(specs) - len(pending)} finished, {len(pending)} to run in {out}")
+    log(f"{suite.name}: {len(specs)} runs{' of ' + ', '.join(only) if only else ''}, "
+        f"{len(specs) - len(pending)} finished, {len(pending)} to run in {out}")
     failures = []
     if pending:
         # address="local" starts a cluster of our own even where another one runs on this machine.
@@ -108,13 +110,26 @@ def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int 
     return [json.loads(result_path(out, s).read_text()) for s in specs]
 
 
-def dry_run(suite: Suite, threads: int = 1, log=print) -> dict:
-    """List the runs and their projected CPU hours, from one short measurement per distinct model setting."""
+def select(specs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
+    """The runs whose configuration label (e.g. storm+actor_critic/envs4) is in `only`; all when it is empty."""
+    if not only:
+        return specs
+    labels = sorted({s.label for s in specs})
+    unknown = [label for label in only if label not in labels]
+    if unknown:
+        raise WmrlError(f"--only {', '.join(unknown)}: no such configuration in the suite",
+                        f"pass one of {', '.join(labels)}")
+    return [s for s in specs if s.label in only]
+
+
+def dry_run(suite: Suite, threads: int = 1, log=print, only: list[str] | None = None) -> dict:
+    """List the runs (of the configurations in `only`, if given) and their projected CPU hours, from one short
+    measurement per distinct model setting."""
     from wmrl.bench.cost import measure
 
     measured: dict[tuple, dict] = {}
     rows = []
-    for spec in suite.runs():
+    for spec in select(suite.runs(), only):
         cfg = spec.config()
         cfg.threads = threads
         key = (spec.env, spec.world_model, spec.behavior, spec.overrides)
