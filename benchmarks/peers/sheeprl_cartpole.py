@@ -139,13 +139,14 @@ def summarize(report: dict, log_dir: Path, target: float) -> dict:
             "grad_steps_per_wall_s": last["grad_steps"] / seconds(last["checkpoint"])}
 
 
-def markdown(args: argparse.Namespace, r: dict) -> str:
+def markdown(args: argparse.Namespace, r: dict, stopped: bool) -> str:
     reached = (f"step {r['steps_to_target']}, {r['seconds_to_target'] / 60:.1f} min" if r["reached"] else "never")
     update_sps = f"{r['grad_steps_per_update_s']:.2f}" if r["grad_steps_per_update_s"] else "-"
-    return (f"| library | env steps | seed | replay ratio | greedy mean >= {args.target:g} ({args.episodes} ep) | "
-            "best mean (step) | grad steps | grad steps/s (update, wall) | train min |\n"
-            "|---|---:|---:|---:|---|---|---:|---|---:|\n"
-            f"| sheeprl {SHEEPRL} DreamerV3 XS | {args.steps} | {args.seed} | {args.replay_ratio:g} | {reached} | "
+    played = f"{r['curve'][-1]['step']} of {args.steps}" + (f" (stopped at {args.minutes:g} min)" if stopped else "")
+    return (f"| library | env steps played (budget) | seed | replay ratio | greedy mean >= {args.target:g} "
+            f"({args.episodes} ep) | best mean (step) | grad steps | grad steps/s (update, wall) | train min |\n"
+            "|---|---|---:|---:|---|---|---:|---|---:|\n"
+            f"| sheeprl {SHEEPRL} DreamerV3 XS | {played} | {args.seed} | {args.replay_ratio:g} | {reached} | "
             f"{r['best_mean']:.1f} ({r['best_step']}) | {r['grad_steps']} | {update_sps}, "
             f"{r['grad_steps_per_wall_s']:.2f} | {r['train_seconds'] / 60:.1f} |")
 
@@ -180,7 +181,7 @@ def main() -> None:
                      "threads": args.threads, "replay_ratio": args.replay_ratio, "episodes": args.episodes,
                      "target": args.target, "sheeprl_command": f"python -m sheeprl {' '.join(cfg)}", "overrides": cfg,
                      "process_seconds": process_seconds, "minutes_limit": args.minutes, "stopped_at_limit": stopped,
-                     **r}, markdown(args, r))
+                     **r}, markdown(args, r, stopped))
 
 
 if __name__ == "__main__":
