@@ -134,15 +134,15 @@ def summarize(report: dict, log_dir: Path, target: float) -> dict:
     last = report["last"]
     return {"reached": hit is not None, "steps_to_target": hit["step"] if hit else None,
             "seconds_to_target": hit["seconds"] if hit else None, "best_mean": best["mean"], "best_step": best["step"],
-            "curve": curve, "train_seconds": seconds(last["checkpoint"]), "grad_steps": last["grad_steps"],
-            "grad_steps_per_update_s": report["sps_train"],
+            "curve": curve, "steps_played": last["step"], "train_seconds": seconds(last["checkpoint"]),
+            "grad_steps": last["grad_steps"], "grad_steps_per_update_s": report["sps_train"],
             "grad_steps_per_wall_s": last["grad_steps"] / seconds(last["checkpoint"])}
 
 
 def markdown(args: argparse.Namespace, r: dict, stopped: bool) -> str:
     reached = (f"step {r['steps_to_target']}, {r['seconds_to_target'] / 60:.1f} min" if r["reached"] else "never")
     update_sps = f"{r['grad_steps_per_update_s']:.2f}" if r["grad_steps_per_update_s"] else "-"
-    played = f"{r['curve'][-1]['step']} of {args.steps}" + (f" (stopped at {args.minutes:g} min)" if stopped else "")
+    played = f"{r['steps_played']} of {args.steps}" + (f" (stopped at {args.minutes:g} min)" if stopped else "")
     return (f"| library | env steps played (budget) | seed | replay ratio | greedy mean >= {args.target:g} "
             f"({args.episodes} ep) | best mean (step) | grad steps | grad steps/s (update, wall) | train min |\n"
             "|---|---|---:|---:|---|---|---:|---|---:|\n"

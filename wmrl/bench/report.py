@@ -261,8 +261,9 @@ def markdown(suite: Suite, report: dict) -> str:
     lines = [f"# wmrl bench: {suite.name}", "",
              f"- protocol: {suite.protocol or 'not named'}", f"- suite file: `{report['suite_file']}`",
              f"- commit: `{report['commit']}`; report built on: {m['cpu']}, GPU {m['gpu'] or 'none'}, torch {m['torch']}",
-             "- runs trained on: " + ", ".join(f"{name} ({n} runs)" for name, n in
-                                               collections.Counter(r["machine"] for r in report["runs"]).items()),
+             "- runs trained on: " + (", ".join(f"{name} ({n} run{'s' * (n > 1)})" for name, n in
+                                                collections.Counter(r["machine"] for r in report["runs"]).items())
+                                      or "none yet"),
              f"- command: `{report['command']}`; date: {report['date']}",
              f"- final evaluation: {suite.eval.episodes} episodes per run, policy `{suite.eval.policy}`; "
              f"scores: {report['unit']}; runs finished: {report['runs_finished']} of {report['runs_total']}",
