@@ -42,12 +42,11 @@ def actions_taken_next(action: torch.Tensor, context: int, horizon: int) -> torc
 
 def open_loop(wm, batch: dict[str, torch.Tensor], context: int, horizon: int) -> torch.Tensor:
     """Rows obs, action, is_first (B, T, ...) -> (B, horizon, *obs_shape) the observations `wm` predicts
-    after observing the first `context` rows, imagining under the actions really taken; in the env's dtype
-    (uint8 frames stay uint8), float predictions in fp32 even when imagined under bf16 autocast."""
+    after observing the first `context` rows, imagining under the actions really taken; as predict_obs gives
+    them (fp32, or uint8 frames), also under bf16 autocast."""
     state = wm.observe_sequence(batch["obs"][:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
     rollout = wm.imagine(state, actions_taken_next(batch["action"], context, horizon), horizon)
-    pred = wm.predict_obs(rollout.feat[:, 1:])
-    return pred.float() if pred.is_floating_point() else pred
+    return wm.predict_obs(rollout.feat[:, 1:])
 
 
 def prediction_mse(pred: np.ndarray, real: np.ndarray, is_image: bool) -> np.ndarray:

@@ -146,7 +146,8 @@ class WorldModel(nn.Module):
         raise NotImplementedError
 
     def predict_obs(self, feat: torch.Tensor) -> torch.Tensor:
-        """(..., F) features -> (..., *obs_shape) predicted observations in the environment's units."""
+        """(..., F) features -> (..., *obs_shape) predicted observations in the environment's units: fp32
+        (uint8 for frames) whatever the autocast dtype (the decoders' to_obs casts)."""
         raise NotImplementedError
 
 
