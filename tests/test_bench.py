@@ -334,3 +334,41 @@ def test_only_runs_the_named_configuration_and_refuses_an_unknown_one(suite_file
     assert main(["bench", str(suite_file), "--out", str(out), "--only", "storm+actor_critc", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "storm+actor_critc" in err and "storm+actor_critic" in err and len(results(out)) == 2
+
+
+def test_status_says_where_each_run_stands_and_projects_the_rest_at_the_pace_so_far(suite_file, reference, tmp_path,
+                                                                                   capsys):
+    import shutil
+
+    from wmrl.bench.status import suite_status
+
+    out = tmp_path / "out"
+    shutil.copytree(reference / "runs", out / "runs")
+    specs = {(s.world_model, s.seed): s for s in load_suite(str(suite_file)).runs()}
+    rdir = {k: out / "runs" / s.run_id for k, s in specs.items()}
+    (rdir["rssm", 2] / "result.json").unlink()  # trained to the end, killed in its final evaluation
+    (rdir["storm", 1] / "result.json").unlink()  # killed at its checkpoint of step 128, after 64 s
+    ckpt_file = rdir["storm", 1] / "checkpoints" / "latest.pt"
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+    ckpt["counters"].update(step=128, train_seconds=64.0)
+    torch.save(ckpt, ckpt_file)
+    shutil.rmtree(rdir["storm", 2])  # not started
+
+    status = suite_status(list(specs.values()), out)
+    got = {(r["label"].split("+")[0], r["seed"]): r for r in status["runs"]}
+    assert {k: r["state"] for k, r in got.items()} == {("rssm", 1): "finished", ("rssm", 2): "trained",
+                                                       ("storm", 1): "training", ("storm", 2): "new"}
+    assert got["rssm", 1]["final"] == {m: v["return_mean"] for m, v in json.loads(
+        (rdir["rssm", 1] / "result.json").read_text())["final"].items()}
+    assert got["storm", 1]["step"] == 128 and got["storm", 1]["remaining_seconds"] == pytest.approx(192 * 0.5)
+    assert got["storm", 2]["remaining_seconds"] == pytest.approx(320 * 0.5)  # its configuration's pace
+    assert got["rssm", 2]["remaining_seconds"] == 0 and status["remaining_hours"] == pytest.approx(256 / 3600)
+
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert main(["bench", str(suite_file), "--out", str(out), "--status", "--threads", "1", "--cpus", "2"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["counts"] == {"finished": 1, "trained": 1, "training": 1, "new": 1}
+    assert "    128/320" in printed.err and "at 2 runs at a time" in printed.err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # read only: nothing ran or changed
+    assert main(["bench", str(suite_file), "--out", str(out), "--status", "--dry-run"]) == 2
+    assert "exclude each other" in capsys.readouterr().err

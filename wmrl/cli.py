@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ Sample-efficient RL with learned world models.
   wmrl train --run-dir DIR --resume
   wmrl eval RUN_DIR --episodes 10 [--sample]
   wmrl dream RUN_DIR --horizon 16 --out dream.gif
-  wmrl bench cartpole-pairs [--dry-run] [--out DIR] [--address ray://HOST:10001]
+  wmrl bench cartpole-pairs [--dry-run | --status] [--out DIR] [--address ray://HOST:10001]
 """
 
 
@@ -100,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cpus", type=int, help="CPU slots of the local cluster (default: all cores)")
     b.add_argument("--dry-run", action="store_true", help="list the runs and their projected CPU hours")
     b.add_argument("--report-only", action="store_true", help="report the finished runs, run nothing")
+    b.add_argument("--status", action="store_true",
+                   help="list where each run in --out stands (finished, part-trained at its checkpoint's step, not "
+                        "started) and the time left at the pace so far; runs nothing, safe while the suite runs")
     b.add_argument("--only", action="append", metavar="LABEL",
                    help="run only this configuration (as the report names it, e.g. storm+actor_critic/envs4); "
                         "repeatable; the report still covers every finished run in --out")
@@ -212,12 +216,22 @@ def _bench(args) -> None:
 
     if args.threads < 1 or (args.cpus is not None and args.cpus < 1):
         raise WmrlError("--threads and --cpus must be >= 1", "pass e.g. --threads 1 --cpus 2")
+    if sum((args.dry_run, args.report_only, args.status)) > 1:
+        raise WmrlError("--dry-run, --report-only and --status exclude each other", "pass one of them")
     suite = load_suite(args.suite)
     runner.select(suite.runs(), args.only)  # an unknown label is refused before anything runs
     if args.dry_run:
         runner.dry_run(suite, args.threads, log=lambda m: print(m, file=sys.stderr), only=args.only)
         return
     out = args.out or Path("runs") / "bench" / suite.name
+    if args.status:
+        from wmrl.bench.status import render, suite_status
+
+        status = suite_status(runner.select(suite.runs(), args.only), out)
+        for line in render(status, max(1, (args.cpus or os.cpu_count() or 1) // args.threads)):
+            print(line, file=sys.stderr)
+        _print_json({k: status[k] for k in ("counts", "trained_hours", "remaining_hours", "remaining_unknown")})
+        return
     runner.require("rliable")
     if not args.report_only:
         runner.run_suite(suite, out, args.address, args.threads, args.cpus, log=lambda m: print(m, file=sys.stderr),
