@@ -137,6 +137,44 @@ def test_a_killed_suite_reruns_every_run_exactly_once_with_the_same_results(suit
         assert steps == sorted(set(steps))  # no training step logged twice
 
 
+def holders(path: Path) -> list[int]:
+    """Pids of the processes that have `path` open (Linux /proc)."""
+    pids = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if Path(os.readlink(fd)) == path:
+                pids.append(int(fd.parts[2]))
+        except OSError:  # the process or descriptor went away meanwhile
+            pass
+    return sorted(set(pids))
+
+
+def test_a_run_whose_worker_dies_is_resumed_and_the_suite_ends_as_if_it_never_had(suite_file, reference, tmp_path):
+    out = tmp_path / "bench"
+    proc = bench(str(suite_file), "--out", str(out))
+    try:
+        deadline, killed = time.time() + 300, None
+        while time.time() < deadline and killed is None:
+            for run in (d for d in in_progress(out) if early(d)):
+                for pid in holders(out / "runs" / f".{run.name}.lock"):
+                    os.kill(pid, signal.SIGKILL)  # the Ray worker training it, as the kernel's OOM killer would
+                    killed = run.name
+                break
+            time.sleep(0.1)
+        assert killed, "no run was caught early in its training"
+        _, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    after = results(out)
+    assert sorted(after) == sorted(results(reference))
+    got = json.loads(after[killed].read_text())
+    assert got["resumed_from"] > 0  # retried from its checkpoint, not started over
+    for run, path in after.items():
+        want = json.loads(results(reference)[run].read_text())
+        assert json.loads(path.read_text())["final"] == want["final"]
+
+
 def test_a_worker_ends_when_the_bench_process_is_gone():
     driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
     worker = subprocess.Popen([sys.executable, "-c", "import platform, time; from wmrl.bench.runner import "

@@ -19,6 +19,9 @@ from wmrl.bench.suite import RunSpec, Suite
 from wmrl.errors import WmrlError
 
 INSTALL = "pip install -e '.[bench]' (Ray and rliable)"
+RETRIES = 2
+"""Times Ray restarts a run whose worker process died (killed, out of memory, a lost keepalive): the
+run resumes from its checkpoint. An error raised by the run itself is not retried: it is reported."""
 
 
 def require(module: str):
@@ -88,7 +91,7 @@ def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int 
         ray.init(log_to_driver=False, **kwargs)
         try:
             gpus = suite.gpus_per_run if ray.cluster_resources().get("GPU", 0) > 0 else 0
-            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_task)
+            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False)(_task)
             driver = (platform.node(), os.getpid())
             refs = {task.remote(spec, str(out), threads, driver): spec for spec in pending}
             waiting = list(refs)
