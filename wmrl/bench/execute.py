@@ -13,6 +13,7 @@ import json
 import platform
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -75,6 +76,23 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+def cpu_speed(seconds: float = 0.5, size: int = 1024) -> float:
+    """fp32 matmul GFLOP/s on one thread, measured now: machines that report the same CPU name ran wmrl
+    up to 3x apart (a 2-core "AMD EPYC" measured 34 and ~100), so a run's wall time is read beside it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b
+        n, start = 0, time.perf_counter()
+        while n < 3 or time.perf_counter() - start < seconds:
+            a @ b
+            n += 1
+        return 2 * size**3 * n / (time.perf_counter() - start) / 1e9
+    finally:
+        torch.set_num_threads(threads)
+
+
 def execute(spec: RunSpec, out: Path, threads: int = 1, device: str = "auto") -> dict:
     """Train and evaluate one run (see the module docstring); returns its result."""
     path = result_path(out, spec)
@@ -97,7 +115,7 @@ def execute(spec: RunSpec, out: Path, threads: int = 1, device: str = "auto") ->
             shutil.rmtree(rdir, ignore_errors=True)
             train(cfg, rdir, progress=False)
         result = {**_summary(spec, rdir, device), "resumed_from": resumed_from, "commit": commit(),
-                  "machine": machine(), "threads": threads}
+                  "machine": {**machine(), "fp32_gflops_1thread": cpu_speed()}, "threads": threads}
         atomic_write_text(path, json.dumps(result, indent=1))
         return result
 

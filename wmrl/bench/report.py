@@ -239,7 +239,8 @@ def build(suite: Suite, out: Path, command: str | None = None) -> dict:
     report["faithful_horizon"] = faithful_horizons(results)
     report["runs"] = [{k: r[k] for k in ("label", "env", "seed", "steps", "steps_trained", "train_minutes",
                                         "stopped_at_target", "nonfinite_updates", "params_world_model", "commit")}
-                      | {"final": {m: v["return_mean"] for m, v in r["final"].items()}, "machine": _run_machine(r)}
+                      | {"final": {m: v["return_mean"] for m, v in r["final"].items()}, "machine": _run_machine(r),
+                         "fp32_gflops_1thread": (r.get("machine") or {}).get("fp32_gflops_1thread")}
                       for r in results]
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     atomic_write_text(out / "report.md", markdown(suite, report))
@@ -252,6 +253,21 @@ def _run_machine(result: dict) -> str:
     return m.get("cpu", "unknown") + (f" + {m['gpu']}" if m.get("gpu") else "")
 
 
+def _speed(run: dict) -> str:
+    g = run.get("fp32_gflops_1thread")
+    return "" if g is None else f"{g:.0f}"
+
+
+def _machines(runs: list[dict]) -> str:
+    """Each machine the runs trained on, with their count and the range of its measured one-thread speed."""
+    parts = []
+    for name, n in collections.Counter(r["machine"] for r in runs).items():
+        speeds = [r["fp32_gflops_1thread"] for r in runs if r["machine"] == name and r.get("fp32_gflops_1thread")]
+        speed = (f", {min(speeds):.0f}-{max(speeds):.0f} fp32 GFLOP/s on one thread" if speeds else "")
+        parts.append(f"{name} ({n} run{'s' * (n > 1)}{speed})")
+    return ", ".join(parts)
+
+
 def _ci(v: list[float]) -> str:
     return f"{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]"
 
@@ -261,9 +277,7 @@ def markdown(suite: Suite, report: dict) -> str:
     lines = [f"# wmrl bench: {suite.name}", "",
              f"- protocol: {suite.protocol or 'not named'}", f"- suite file: `{report['suite_file']}`",
              f"- commit: `{report['commit']}`; report built on: {m['cpu']}, GPU {m['gpu'] or 'none'}, torch {m['torch']}",
-             "- runs trained on: " + (", ".join(f"{name} ({n} run{'s' * (n > 1)})" for name, n in
-                                                collections.Counter(r["machine"] for r in report["runs"]).items())
-                                      or "none yet"),
+             "- runs trained on: " + (_machines(report["runs"]) or "none yet"),
              f"- command: `{report['command']}`; date: {report['date']}",
              f"- final evaluation: {suite.eval.episodes} episodes per run, policy `{suite.eval.policy}`; "
              f"scores: {report['unit']}; runs finished: {report['runs_finished']} of {report['runs_total']}",
@@ -314,10 +328,12 @@ def markdown(suite: Suite, report: dict) -> str:
                   "see the suite's description).", "", "| task | source | score |", "|---|---|---:|"]
         lines += [f"| {env} | {src} | {v:g} |" for env, by in suite.published.items() for src, v in by.items()]
         lines.append("")
-    lines += ["## Runs", "", "| configuration | task | seed | agent steps trained | final | train min | machine |",
-              "|---|---|---:|---:|---|---:|---|"]
+    lines += ["## Runs", "", "Speed: the machine's fp32 matmul GFLOP/s on one thread, measured as the run ended (-: "
+              "not measured, runs before it was).", "",
+              "| configuration | task | seed | agent steps trained | final | train min | machine | speed |",
+              "|---|---|---:|---:|---|---:|---|---:|"]
     for run in sorted(report["runs"], key=lambda r: (r["label"], r["env"], r["seed"])):
         final = ", ".join(f"{k} {v:.1f}" for k, v in run["final"].items())
         lines.append(f"| {run['label']} | {run['env']} | {run['seed']} | {run['steps_trained']} | {final} | "
-                     f"{run['train_minutes']:.1f} | {run['machine']} |")
+                     f"{run['train_minutes']:.1f} | {run['machine']} | {_speed(run) or '-'} |")
     return "\n".join(lines) + "\n"
