@@ -126,15 +126,21 @@ def test_a_killed_suite_reruns_every_run_exactly_once_with_the_same_results(suit
     after = results(out)
     assert sorted(after) == sorted(results(reference)) and len(after) == 4
     for run, path in after.items():
-        got, want = json.loads(path.read_text()), json.loads(results(reference)[run].read_text())
         if run in before:
             assert path.read_bytes() == before[run]  # finished before the kill: not run again
-        if run in interrupted:
-            assert got["resumed_from"] > 0  # continued from its checkpoint, not started over
-        assert got["final"] == want["final"] and untimed(got["curve"]) == untimed(want["curve"])
-        steps = [r["step"] for r in map(json.loads, (path.parent / "metrics.jsonl").read_text().splitlines())
-                 if "train/return" in r]
-        assert steps == sorted(set(steps))  # no training step logged twice
+        assert_as_uninterrupted(path, results(reference)[run], resumed=run in interrupted)
+
+
+def assert_as_uninterrupted(path: Path, reference: Path, resumed: bool) -> None:
+    """The run's result is the reference's, and a resumed one continued from its checkpoint (a second
+    session from that step), not from the start, and logged no training step twice."""
+    got, want = json.loads(path.read_text()), json.loads(reference.read_text())
+    if resumed:
+        assert got["resumed_from"] > 0 and [s["from_step"] for s in got["sessions"]] == [0, got["resumed_from"]]
+    assert got["final"] == want["final"] and untimed(got["curve"]) == untimed(want["curve"])
+    steps = [r["step"] for r in map(json.loads, (path.parent / "metrics.jsonl").read_text().splitlines())
+             if "train/return" in r]
+    assert steps == sorted(set(steps))
 
 
 def holders(path: Path) -> list[int]:
@@ -168,11 +174,9 @@ def test_a_run_whose_worker_dies_is_resumed_and_the_suite_ends_as_if_it_never_ha
     assert proc.returncode == 0, err
     after = results(out)
     assert sorted(after) == sorted(results(reference))
-    got = json.loads(after[killed].read_text())
-    assert got["resumed_from"] > 0  # retried from its checkpoint, not started over
     for run, path in after.items():
-        want = json.loads(results(reference)[run].read_text())
-        assert json.loads(path.read_text())["final"] == want["final"]
+        assert_as_uninterrupted(path, results(reference)[run], resumed=run == killed)
+    assert f", resumed from step {json.loads(after[killed].read_text())['resumed_from']})" in err
 
 
 def test_a_worker_ends_when_the_bench_process_is_gone():
@@ -201,12 +205,14 @@ def test_the_report_gives_rliable_intervals_for_both_modes(reference):
     from wmrl.bench.report import _run_machine
 
     name = _run_machine(json.loads(next(iter(results(reference).values())).read_text()))
-    speeds = [json.loads(p.read_text())["machine"]["fp32_gflops_1thread"] for p in results(reference).values()]
-    assert all(s > 1 for s in speeds)  # measured: a machine's name alone hides 3x differences in speed
-    assert (f"runs trained on: {name} (4 runs, {min(speeds):.0f}-{max(speeds):.0f} fp32 GFLOP/s on one thread)"
-            in md)  # wall times compare only on one machine
+    sessions = [json.loads(p.read_text())["sessions"] for p in results(reference).values()]
+    assert all(len(s) == 1 and s[0]["from_step"] == 0 for s in sessions)  # each run trained in one go
+    speeds = [s[0]["fp32_gflops_1thread"] for s in sessions]
+    assert all(v > 1 for v in speeds)  # measured: a machine's name alone hides 3x differences in speed
+    assert (f"runs trained on: {name} (4 runs; 4 of 4 measured: {min(speeds):.0f}-{max(speeds):.0f} fp32 GFLOP/s "
+            "on one thread)" in md)  # wall times compare only on one machine
     assert sorted(float(line.rsplit("|", 2)[1]) for line in md.splitlines() if f"| {name} | " in line) == sorted(
-        float(f"{s:.0f}") for s in speeds)
+        float(f"{v:.0f}") for v in speeds)
 
 
 def test_the_same_run_named_twice_is_one_run(suite_file, tmp_path):
@@ -378,8 +384,8 @@ def test_only_runs_the_named_configuration_and_refuses_an_unknown_one(suite_file
     assert "storm+actor_critc" in err and "storm+actor_critic" in err and len(results(out)) == 2
 
 
-def test_status_says_where_each_run_stands_and_projects_the_rest_at_the_pace_so_far(suite_file, reference, tmp_path,
-                                                                                   capsys):
+def test_status_says_where_each_run_stands_and_projects_the_rest_at_the_current_pace(suite_file, reference, tmp_path,
+                                                                                    capsys):
     import shutil
 
     from wmrl.bench.status import suite_status
@@ -394,23 +400,46 @@ def test_status_says_where_each_run_stands_and_projects_the_rest_at_the_pace_so_
     ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True)
     ckpt["counters"].update(step=128, train_seconds=64.0)
     torch.save(ckpt, ckpt_file)
+    rates = {32: 1000.0, 64: 1000.0, 128: 4.0, 160: 1.0}  # warm-up windows, one after it, one past the checkpoint
+    (rdir["storm", 1] / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": k, "perf/steps_per_second": v}) + "\n" for k, v in rates.items()))
     shutil.rmtree(rdir["storm", 2])  # not started
 
-    status = suite_status(list(specs.values()), out)
-    got = {(r["label"].split("+")[0], r["seed"]): r for r in status["runs"]}
-    assert {k: r["state"] for k, r in got.items()} == {("rssm", 1): "finished", ("rssm", 2): "trained",
-                                                       ("storm", 1): "training", ("storm", 2): "new"}
+    def by_run() -> dict:
+        status = suite_status(list(specs.values()), out)
+        return status, {(r["label"].split("+")[0], r["seed"]): r for r in status["runs"]}
+
+    with open(out / "runs" / f".{specs['rssm', 1].run_id}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a process at work on it
+        status, got = by_run()
+    assert {k: (r["state"], r["running"]) for k, r in got.items()} == {
+        ("rssm", 1): ("finished", True), ("rssm", 2): ("trained", False), ("storm", 1): ("training", False),
+        ("storm", 2): ("new", False)}
     assert got["rssm", 1]["final"] == {m: v["return_mean"] for m, v in json.loads(
         (rdir["rssm", 1] / "result.json").read_text())["final"].items()}
-    assert got["storm", 1]["step"] == 128 and got["storm", 1]["remaining_seconds"] == pytest.approx(192 * 0.5)
-    assert got["storm", 2]["remaining_seconds"] == pytest.approx(320 * 0.5)  # its configuration's pace
-    assert got["rssm", 2]["remaining_seconds"] == 0 and status["remaining_hours"] == pytest.approx(256 / 3600)
+    # The recent pace after the warm-up (1/4 s per step), not the whole run's (64 s / 128 steps) ...
+    assert got["storm", 1]["step"] == 128 and got["storm", 1]["remaining_seconds"] == pytest.approx(192 / 4)
+    assert got["storm", 2]["remaining_seconds"] == pytest.approx(320 / 4)  # ... which also paces its sibling
+    assert got["rssm", 2]["remaining_seconds"] == 0 and status["remaining_hours"] == pytest.approx(128 / 3600)
 
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    assert main(["bench", str(suite_file), "--out", str(out), "--status", "--threads", "1", "--cpus", "2"]) == 0
+    assert main(["bench", str(suite_file), "--out", str(out), "--status", "--threads", "2", "--cpus", "2"]) == 0
     printed = capsys.readouterr()
-    assert json.loads(printed.out)["counts"] == {"finished": 1, "trained": 1, "training": 1, "new": 1}
+    summary = json.loads(printed.out)
+    assert summary["counts"] == {"finished": 1, "trained": 1, "training": 1, "new": 1, "unreadable": 0}
+    assert summary["wall_hours"] == pytest.approx(80 / 3600)  # never less than the longest run left
     assert "    128/320" in printed.err and "at 2 runs at a time" in printed.err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # read only: nothing ran or changed
+
+    (rdir["storm", 1] / "metrics.jsonl").unlink()  # no recent pace: its own so far; its new sibling has none
+    status, got = by_run()
+    assert got["storm", 1]["remaining_seconds"] == pytest.approx(192 * 0.5) and got["storm", 2]["remaining_seconds"] is None
+    assert status["remaining_unknown"] == 1
+    ckpt_file.write_bytes(b"not a checkpoint")
+    status, got = by_run()
+    assert got["storm", 1]["state"] == "unreadable" and "corrupt" in got["storm", 1]["error"]
+    assert status["remaining_hours"] is None  # nothing left to project from, which the summary says
+    assert main(["bench", str(suite_file), "--out", str(out), "--status"]) == 0
+    assert "the time left is unknown" in capsys.readouterr().err
     assert main(["bench", str(suite_file), "--out", str(out), "--status", "--dry-run"]) == 2
     assert "exclude each other" in capsys.readouterr().err

@@ -225,12 +225,14 @@ def _bench(args) -> None:
         return
     out = args.out or Path("runs") / "bench" / suite.name
     if args.status:
-        from wmrl.bench.status import render, suite_status
+        from wmrl.bench.status import render, suite_status, wall_hours
 
         status = suite_status(runner.select(suite.runs(), args.only), out)
-        for line in render(status, max(1, (args.cpus or os.cpu_count() or 1) // args.threads)):
+        slots = args.cpus or os.cpu_count() or 1  # one CPU slot per run, whatever its threads
+        for line in render(status, slots):
             print(line, file=sys.stderr)
-        _print_json({k: status[k] for k in ("counts", "trained_hours", "remaining_hours", "remaining_unknown")})
+        _print_json({**{k: status[k] for k in ("counts", "running", "trained_hours", "remaining_hours",
+                                                "remaining_unknown")}, "wall_hours": wall_hours(status, slots)})
         return
     runner.require("rliable")
     if not args.report_only:

@@ -2,7 +2,8 @@
 final checkpoint, write `result.json`. A run whose result exists is not touched again; a run directory
 without a checkpoint (killed before its first) is the bench's own and starts over. A lock file beside
 the run directory makes sure that two processes never write one run, even a worker orphaned by a
-killed bench.
+killed bench. Each (re)start of a run is recorded beside it too, with the step it starts from and the
+speed of the machine (`result.json`'s "sessions"): a run resumed across sessions may train on several.
 """
 
 from __future__ import annotations
@@ -76,21 +77,42 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def cpu_speed(seconds: float = 0.5, size: int = 1024) -> float:
-    """fp32 matmul GFLOP/s on one thread, measured now: machines that report the same CPU name ran wmrl
-    up to 3x apart (a 2-core "AMD EPYC" measured 34 and ~100), so a run's wall time is read beside it."""
+def cpu_speed(repeats: int = 3, seconds: float = 0.2, size: int = 1024) -> float:
+    """fp32 matmul GFLOP/s on one thread, the best of a few short measurements: machines that report the
+    same CPU name run far apart (an "AMD EPYC" of 34 GFLOP/s trained the pendulum runs 2.6x slower than
+    another "AMD EPYC"), so a run's wall time is read beside the speed of the machines it trained on."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         a, b = torch.randn(size, size), torch.randn(size, size)
         a @ b
-        n, start = 0, time.perf_counter()
-        while n < 3 or time.perf_counter() - start < seconds:
-            a @ b
-            n += 1
-        return 2 * size**3 * n / (time.perf_counter() - start) / 1e9
+        best = 0.0
+        for _ in range(repeats):
+            n, start = 0, time.perf_counter()
+            while n < 2 or time.perf_counter() - start < seconds:
+                a @ b
+                n += 1
+            best = max(best, 2 * size**3 * n / (time.perf_counter() - start) / 1e9)
+        return best
     finally:
         torch.set_num_threads(threads)
+
+
+def sessions_path(out: Path, spec: RunSpec) -> Path:
+    """Beside the run directory (a new run's directory must be empty when its training starts)."""
+    return out / "runs" / f".{spec.run_id}.sessions.json"
+
+
+def _start_session(out: Path, spec: RunSpec, step: int) -> list[dict]:
+    """Record that the run (re)starts here and now at `step`, with this machine's speed; returns every
+    session of the run so far (the run's own, or none if its directory is new)."""
+    path = sessions_path(out, spec)
+    sessions = json.loads(path.read_text()) if path.exists() and step > 0 else []
+    m = machine()
+    sessions.append({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "from_step": step,
+                     "cpu": m["cpu"], "gpu": m["gpu"], "host": m["host"], "fp32_gflops_1thread": cpu_speed()})
+    atomic_write_text(path, json.dumps(sessions, indent=1))
+    return sessions
 
 
 def execute(spec: RunSpec, out: Path, threads: int = 1, device: str = "auto") -> dict:
@@ -109,13 +131,15 @@ def execute(spec: RunSpec, out: Path, threads: int = 1, device: str = "auto") ->
                                 "the suite file changed: restore it, or move the old runs away")
             counters = load_checkpoint(rdir)["counters"]
             resumed_from = counters["step"]
+            sessions = _start_session(out, spec, resumed_from)
             if counters["step"] < cfg.train.steps and not counters["stopped_at_target"]:
                 train(cfg, rdir, resume=True, progress=False)
         else:
             shutil.rmtree(rdir, ignore_errors=True)
+            sessions = _start_session(out, spec, 0)
             train(cfg, rdir, progress=False)
         result = {**_summary(spec, rdir, device), "resumed_from": resumed_from, "commit": commit(),
-                  "machine": {**machine(), "fp32_gflops_1thread": cpu_speed()}, "threads": threads}
+                  "machine": machine(), "sessions": sessions, "threads": threads}
         atomic_write_text(path, json.dumps(result, indent=1))
         return result
 

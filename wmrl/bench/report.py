@@ -240,7 +240,7 @@ def build(suite: Suite, out: Path, command: str | None = None) -> dict:
     report["runs"] = [{k: r[k] for k in ("label", "env", "seed", "steps", "steps_trained", "train_minutes",
                                         "stopped_at_target", "nonfinite_updates", "params_world_model", "commit")}
                       | {"final": {m: v["return_mean"] for m, v in r["final"].items()}, "machine": _run_machine(r),
-                         "fp32_gflops_1thread": (r.get("machine") or {}).get("fp32_gflops_1thread")}
+                         "speeds": [x["fp32_gflops_1thread"] for x in r.get("sessions") or []]}
                       for r in results]
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     atomic_write_text(out / "report.md", markdown(suite, report))
@@ -254,16 +254,20 @@ def _run_machine(result: dict) -> str:
 
 
 def _speed(run: dict) -> str:
-    g = run.get("fp32_gflops_1thread")
-    return "" if g is None else f"{g:.0f}"
+    """The one-thread speeds of the sessions a run trained in: '34', or '34-98' across machines."""
+    v = run.get("speeds") or []
+    return "-" if not v else f"{min(v):.0f}" if f"{min(v):.0f}" == f"{max(v):.0f}" else f"{min(v):.0f}-{max(v):.0f}"
 
 
 def _machines(runs: list[dict]) -> str:
-    """Each machine the runs trained on, with their count and the range of its measured one-thread speed."""
+    """Each machine the runs ended on, with their count and the range of the speeds measured in them."""
     parts = []
     for name, n in collections.Counter(r["machine"] for r in runs).items():
-        speeds = [r["fp32_gflops_1thread"] for r in runs if r["machine"] == name and r.get("fp32_gflops_1thread")]
-        speed = (f", {min(speeds):.0f}-{max(speeds):.0f} fp32 GFLOP/s on one thread" if speeds else "")
+        mine = [r for r in runs if r["machine"] == name]
+        speeds = [v for r in mine for v in r.get("speeds") or []]
+        measured = sum(bool(r.get("speeds")) for r in mine)
+        speed = (f"; {measured} of {n} measured: {min(speeds):.0f}-{max(speeds):.0f} fp32 GFLOP/s on one thread"
+                 if speeds else "")
         parts.append(f"{name} ({n} run{'s' * (n > 1)}{speed})")
     return ", ".join(parts)
 
@@ -328,12 +332,12 @@ def markdown(suite: Suite, report: dict) -> str:
                   "see the suite's description).", "", "| task | source | score |", "|---|---|---:|"]
         lines += [f"| {env} | {src} | {v:g} |" for env, by in suite.published.items() for src, v in by.items()]
         lines.append("")
-    lines += ["## Runs", "", "Speed: the machine's fp32 matmul GFLOP/s on one thread, measured as the run ended (-: "
-              "not measured, runs before it was).", "",
+    lines += ["## Runs", "", "Speed: fp32 matmul GFLOP/s on one thread, measured each time the run started or resumed "
+              "(a range: it trained on several machines; -: a run made before wmrl measured it).", "",
               "| configuration | task | seed | agent steps trained | final | train min | machine | speed |",
               "|---|---|---:|---:|---|---:|---|---:|"]
     for run in sorted(report["runs"], key=lambda r: (r["label"], r["env"], r["seed"])):
         final = ", ".join(f"{k} {v:.1f}" for k, v in run["final"].items())
         lines.append(f"| {run['label']} | {run['env']} | {run['seed']} | {run['steps_trained']} | {final} | "
-                     f"{run['train_minutes']:.1f} | {run['machine']} | {_speed(run) or '-'} |")
+                     f"{run['train_minutes']:.1f} | {run['machine']} | {_speed(run)} |")
     return "\n".join(lines) + "\n"

@@ -20,8 +20,10 @@ from wmrl.errors import WmrlError
 
 INSTALL = "pip install -e '.[bench]' (Ray and rliable)"
 RETRIES = 2
-"""Times Ray restarts a run whose worker process died (killed, out of memory, a lost keepalive): the
-run resumes from its checkpoint. An error raised by the run itself is not retried: it is reported."""
+"""Times Ray restarts a run whose worker process died (killed by a signal or the kernel's out-of-memory
+killer, a lost keepalive; on a local cluster also Ray's own memory monitor, whose retries Ray counts apart
+unless told): the run resumes from its checkpoint. An error raised by the run itself (a Python
+MemoryError too) is not retried: it is reported."""
 
 
 def require(module: str):
@@ -87,7 +89,7 @@ def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int 
         # address="local" starts a cluster of our own even where another one runs on this machine.
         kwargs = {"address": address} if address else {
             "address": "local", "num_cpus": cpus or os.cpu_count(), "include_dashboard": False,
-            "object_store_memory": 100 * 1024**2}
+            "object_store_memory": 100 * 1024**2, "_system_config": {"task_oom_retries": RETRIES}}
         ray.init(log_to_driver=False, **kwargs)
         try:
             gpus = suite.gpus_per_run if ray.cluster_resources().get("GPU", 0) > 0 else 0
@@ -101,7 +103,8 @@ def run_suite(suite: Suite, out: Path, address: str | None = None, threads: int 
                 try:
                     r = ray.get(done[0])
                     means = ", ".join(f"{m} {v['return_mean']:.1f}" for m, v in r["final"].items())
-                    log(f"  done {spec.label} {spec.env} seed {spec.seed}: {means} ({r['train_minutes']:.1f} min)")
+                    resumed = "" if r["resumed_from"] is None else f", resumed from step {r['resumed_from']}"
+                    log(f"  done {spec.label} {spec.env} seed {spec.seed}: {means} ({r['train_minutes']:.1f} min{resumed})")
                 except Exception as e:  # a run's own error, reported with the others below
                     failures.append(f"{spec.label} {spec.env} seed {spec.seed}: {str(e).strip().splitlines()[-1]}")
                     log(f"  FAILED {failures[-1]}")
@@ -147,7 +150,7 @@ def dry_run(suite: Suite, threads: int = 1, log=print, only: list[str] | None = 
     for r in rows:
         log(f"{r['label']:32s} {r['env']:28s} seed {r['seed']:<3d} {r['steps']:>7d} steps  "
             f"update {r['update_ms']:7.1f} ms  act {r['act_ms']:6.1f} ms  {r['cpu_hours']:6.2f} CPU h")
-    slots = os.cpu_count() or 1
+    cores = os.cpu_count() or 1
     log(f"{len(rows)} runs, {total:.1f} CPU hours at threads={threads} (evaluations excluded); "
-        f"about {total / max(1, slots // threads):.1f} h of wall time on this machine's {slots} cores")
+        f"about {total / cores:.1f} h of wall time on this machine's {cores} cores kept busy")
     return {"runs": rows, "cpu_hours": total}

@@ -95,14 +95,15 @@ def restore(ckpt: dict, agent, np_rng: np.random.Generator, action_spaces: list)
     return ckpt["counters"], as_list(ckpt["rng"].get("env_before_reset"))
 
 
-def load_checkpoint(run_dir: Path) -> dict:
-    """The run's checkpoint, every tensor on the CPU."""
+def load_checkpoint(run_dir: Path, mmap: bool = False) -> dict:
+    """The run's checkpoint, every tensor on the CPU; with `mmap`, tensors are mapped from the file and read
+    only when used (cheap for a caller that wants the counters)."""
     path = checkpoint_path(run_dir)
     if not path.is_file():
         raise WmrlError(f"no checkpoint in {run_dir} (expected {path})",
                         "pass a run directory made by `wmrl train` that has saved at least one checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:  # weights_only met an object it does not load: never unpickled
         raise WmrlError(f"checkpoint {path} holds objects other than tensors and numbers (an older wmrl format, "
                         "or a file not written by wmrl); wmrl does not unpickle them, since a pickle can run code",
