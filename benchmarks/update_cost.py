@@ -65,5 +65,6 @@ def main() -> None:
                   f"{' '.join(args.against)}: {payload['update_ratio']:.2f}x cheaper.")
     save(args.name or f"update_cost_{args.preset}", payload, table)
 
+
 if __name__ == "__main__":
     main()

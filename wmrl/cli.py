@@ -219,7 +219,7 @@ def _bench(args) -> None:
     if sum((args.dry_run, args.report_only, args.status)) > 1:
         raise WmrlError("--dry-run, --report-only and --status exclude each other", "pass one of them")
     suite = load_suite(args.suite)
-    runner.select(suite.runs(), args.only)  # an unknown label is refused before anything runs
+    specs = runner.select(suite.runs(), args.only)  # an unknown label is refused before anything runs
     if args.dry_run:
         runner.dry_run(suite, args.threads, log=lambda m: print(m, file=sys.stderr), only=args.only)
         return
@@ -227,7 +227,7 @@ def _bench(args) -> None:
     if args.status:
         from wmrl.bench.status import render, suite_status, wall_hours
 
-        status = suite_status(runner.select(suite.runs(), args.only), out)
+        status = suite_status(specs, out)
         slots = args.cpus or os.cpu_count() or 1  # one CPU slot per run, whatever its threads
         for line in render(status, slots):
             print(line, file=sys.stderr)

@@ -79,8 +79,8 @@ def machine() -> dict:
 
 def cpu_speed(repeats: int = 3, seconds: float = 0.2, size: int = 1024) -> float:
     """fp32 matmul GFLOP/s on one thread, the best of a few short measurements: machines that report the
-    same CPU name run far apart (an "AMD EPYC" of 34 GFLOP/s trained the pendulum runs 2.6x slower than
-    another "AMD EPYC"), so a run's wall time is read beside the speed of the machines it trained on."""
+    same CPU name run far apart (an "AMD EPYC" of 34 GFLOP/s trained the pendulum runs in 67.8 min, another
+    "AMD EPYC" in 21), so a run's wall time is read beside the speed of the machines it trained on."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -96,6 +96,10 @@ def cpu_speed(repeats: int = 3, seconds: float = 0.2, size: int = 1024) -> float
         return best
     finally:
         torch.set_num_threads(threads)
+
+
+def lock_path(out: Path, spec: RunSpec) -> Path:
+    return out / "runs" / f".{spec.run_id}.lock"
 
 
 def sessions_path(out: Path, spec: RunSpec) -> Path:
@@ -118,7 +122,7 @@ def _start_session(out: Path, spec: RunSpec, step: int) -> list[dict]:
 def execute(spec: RunSpec, out: Path, threads: int = 1, device: str = "auto") -> dict:
     """Train and evaluate one run (see the module docstring); returns its result."""
     path = result_path(out, spec)
-    with locked(out / "runs" / f".{spec.run_id}.lock"):
+    with locked(lock_path(out, spec)):
         if path.exists():
             return json.loads(path.read_text())
         cfg = spec.config()
@@ -131,13 +135,12 @@ def execute(spec: RunSpec, out: Path, threads: int = 1, device: str = "auto") ->
                                 "the suite file changed: restore it, or move the old runs away")
             counters = load_checkpoint(rdir)["counters"]
             resumed_from = counters["step"]
-            sessions = _start_session(out, spec, resumed_from)
-            if counters["step"] < cfg.train.steps and not counters["stopped_at_target"]:
-                train(cfg, rdir, resume=True, progress=False)
-        else:
+        sessions = _start_session(out, spec, resumed_from or 0)
+        if resumed_from is None:
             shutil.rmtree(rdir, ignore_errors=True)
-            sessions = _start_session(out, spec, 0)
             train(cfg, rdir, progress=False)
+        elif counters["step"] < cfg.train.steps and not counters["stopped_at_target"]:
+            train(cfg, rdir, resume=True, progress=False)
         result = {**_summary(spec, rdir, device), "resumed_from": resumed_from, "commit": commit(),
                   "machine": machine(), "sessions": sessions, "threads": threads}
         atomic_write_text(path, json.dumps(result, indent=1))

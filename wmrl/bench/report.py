@@ -256,7 +256,10 @@ def _run_machine(result: dict) -> str:
 def _speed(run: dict) -> str:
     """The one-thread speeds of the sessions a run trained in: '34', or '34-98' across machines."""
     v = run.get("speeds") or []
-    return "-" if not v else f"{min(v):.0f}" if f"{min(v):.0f}" == f"{max(v):.0f}" else f"{min(v):.0f}-{max(v):.0f}"
+    if not v:
+        return "-"
+    low, high = f"{min(v):.0f}", f"{max(v):.0f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def _machines(runs: list[dict]) -> str:

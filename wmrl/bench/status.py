@@ -19,7 +19,7 @@ import json
 import statistics
 from pathlib import Path
 
-from wmrl.bench.execute import result_path, run_dir
+from wmrl.bench.execute import lock_path, result_path, run_dir
 from wmrl.bench.suite import RunSpec
 from wmrl.errors import WmrlError
 from wmrl.run.checkpoint import checkpoint_path, load_checkpoint
@@ -44,29 +44,28 @@ def _held(lock: Path) -> bool:
 def run_status(spec: RunSpec, out: Path) -> dict:
     """One run's state, agent steps reached (of the run's budget), training seconds so far and whether a
     process works on it now."""
-    steps = spec.config().train.steps
+    tc, rdir, path = spec.config().train, run_dir(out, spec), result_path(out, spec)
+    steps = tc.steps
     row = {"run": spec.run_id, "label": spec.label, "env": spec.env, "seed": spec.seed, "steps": steps,
-           "running": _held(out / "runs" / f".{spec.run_id}.lock")}
-    path = result_path(out, spec)
+           "running": _held(lock_path(out, spec))}
     if path.exists():
         r = json.loads(path.read_text())
         return {**row, "state": "finished", "step": r["steps_trained"], "train_seconds": 60 * r["train_minutes"],
                 "final": {mode: v["return_mean"] for mode, v in r["final"].items()}}
-    if not checkpoint_path(run_dir(out, spec)).exists():
+    if not checkpoint_path(rdir).exists():
         return {**row, "state": "new", "step": 0, "train_seconds": 0.0}
     try:
-        counters = load_checkpoint(run_dir(out, spec), mmap=True)["counters"]
+        counters = load_checkpoint(rdir, mmap=True)["counters"]
     except WmrlError as e:
         return {**row, "state": "unreadable", "step": 0, "train_seconds": 0.0, "error": str(e)}
     done = counters["step"] >= steps or bool(counters.get("stopped_at_target"))
     return {**row, "state": "trained" if done else "training", "step": counters["step"],
-            "train_seconds": float(counters["train_seconds"]), "recent_pace": _recent_pace(spec, out, counters["step"])}
+            "train_seconds": float(counters["train_seconds"]), "recent_pace": _recent_pace(rdir, tc.warmup, counters["step"])}
 
 
-def _recent_pace(spec: RunSpec, out: Path, step: int) -> float | None:
+def _recent_pace(rdir: Path, warmup: int, step: int) -> float | None:
     """Seconds per agent step over the run's last three logging windows after its warm-up, up to `step`."""
-    warmup = spec.config().train.warmup
-    rates = [r["perf/steps_per_second"] for r in read_metrics(run_dir(out, spec) / "metrics.jsonl")
+    rates = [r["perf/steps_per_second"] for r in read_metrics(rdir / "metrics.jsonl")
              if "perf/steps_per_second" in r and warmup < r["step"] <= step and r["perf/steps_per_second"] > 0]
     return 1 / statistics.median(rates[-3:]) if rates else None
 
