@@ -237,6 +237,18 @@ def test_dry_run_lists_runs_and_projected_hours(suite_file, capsys):
     assert err.count("seed") == 4 and "CPU hours" in err
 
 
+def test_dry_run_wall_time_is_the_cpu_hours_shared_by_the_cores(suite_file, monkeypatch):
+    from wmrl.bench import cost
+
+    # 1 h per run at threads 2 is 2 CPU hours; 4 runs on 4 cores take 2 h, not the 8 h of cores / threads.
+    monkeypatch.setattr(cost, "measure", lambda cfg: {"projected_hours": 1.0, "steps": cfg.train.steps,
+                                                      "update_s": 0.1, "act_s": 0.001})
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    lines = []
+    assert runner.dry_run(load_suite(str(suite_file)), threads=2, log=lines.append)["cpu_hours"] == 8
+    assert "8.0 CPU hours at threads=2" in lines[-1] and "about 2.0 h of wall time" in lines[-1]
+
+
 def test_bench_without_the_extra_names_the_install_command(monkeypatch):
     import builtins
 
